@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# README command 2: install what the tests need (idempotent), then build and run every test:
+# formatting, clippy with warnings as errors, doc tests, and the whole workspace under nextest
+# (unit tests, emulator conformance, CRD drift and schema checks, BGP codec/FSM properties).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export PATH="$PWD/.tools/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "CRD YAML is up to date"
+cargo run -q --locked -p ferrolb-shared --bin crdgen -- --check
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "all tests (nextest)"
+cargo nextest run --workspace --locked --no-fail-fast
+
+echo "test.sh: all green in $(( $(date +%s) - start )) s"
