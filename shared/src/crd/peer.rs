@@ -12,11 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::common::{SecretKeyReference, conditions_schema};
 
 /// Desired state of a `BGPPeer`.
-///
-/// Numbers are kept as wide signed integers here and narrowed by
-/// [`validate`](Self::validate): one out-of-range value must turn into a condition on its
-/// object, not into a deserialization error that stops a whole watch (the schema's bounds
-/// protect real API servers, but not every API server enforces them).
+// Numbers are kept as wide signed integers here and narrowed by `validate`: one out-of-range
+// value must turn into a condition on its object, not into a deserialization error that stops a
+// whole watch (the schema's bounds protect real API servers, but not every server enforces them).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "ferrolb.io",
