@@ -1,0 +1,159 @@
+//! The tokio runtime around the pure codec and FSM: one task per peer that
+//! owns the transport connections, runs the FSM's timers and keeps the
+//! peer's Adj-RIB-Out in step with the desired routes.
+//!
+//! The caller states *what* should be announced ([`PeerHandle::set_routes`]
+//! with the full desired set); the task works out the minimal UPDATEs,
+//! packs them, re-sends everything on a new session or a route refresh
+//! request, and ends with End-of-RIB markers (RFC 4724 §2).
+
+mod adj_rib_out;
+mod peer;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use adj_rib_out::{AdjRibOut, RibDiff, RouteMap};
+
+use crate::codec::LargeCommunity;
+use crate::fsm::{Negotiated, SessionConfig, State};
+
+/// Per-route attributes the caller controls. ORIGIN, AS_PATH and NEXT_HOP
+/// are derived from the session (DESIGN §5: ORIGIN IGP, empty AS_PATH on
+/// iBGP and our ASN on eBGP, NEXT_HOP the session's local address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RouteAttributes {
+    /// RFC 1997 communities (`asn << 16 | value`).
+    pub communities: Vec<u32>,
+    /// RFC 8092 large communities.
+    pub large_communities: Vec<LargeCommunity>,
+    /// LOCAL_PREF, sent on iBGP only (100 when unset).
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC.
+    pub med: Option<u32>,
+}
+
+/// One BGP neighbour.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The router's address and port (normally 179).
+    pub remote: SocketAddr,
+    /// Local address to bind before connecting.
+    pub local_address: Option<IpAddr>,
+    /// Session parameters (ASNs, hold time, families…).
+    pub session: SessionConfig,
+    /// TCP MD5 password (RFC 2385).
+    pub md5_password: Option<String>,
+    /// IPv4 next hop; default: the session's local address when IPv4.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// IPv6 next hop; default: the session's local address when IPv6.
+    /// Without one, IPv6 routes are not announced on an IPv4 session.
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+/// What the peer task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// FSM state.
+    pub state: State,
+    /// When the current session became Established.
+    pub established_at: Option<Instant>,
+    /// What the current session negotiated.
+    pub negotiated: Option<Negotiated>,
+    /// Prefixes currently advertised.
+    pub advertised: usize,
+    /// UPDATE messages sent in this session.
+    pub updates_sent: u64,
+    /// Last error or NOTIFICATION, as a stable string.
+    pub last_error: Option<String>,
+}
+
+impl Default for PeerStatus {
+    fn default() -> Self {
+        Self {
+            state: State::Idle,
+            established_at: None,
+            negotiated: None,
+            advertised: 0,
+            updates_sent: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// Handle to a running peer task.
+#[derive(Debug)]
+pub struct PeerHandle {
+    routes: watch::Sender<Arc<RouteMap>>,
+    status: watch::Receiver<PeerStatus>,
+    incoming: mpsc::Sender<TcpStream>,
+    stop: Option<oneshot::Sender<String>>,
+    task: JoinHandle<()>,
+}
+
+impl PeerHandle {
+    /// Starts a peer task on the current tokio runtime.
+    pub fn spawn(config: PeerConfig) -> Self {
+        let (routes_tx, routes_rx) = watch::channel(Arc::new(RouteMap::new()));
+        let (status_tx, status_rx) = watch::channel(PeerStatus::default());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (incoming_tx, incoming_rx) = mpsc::channel(4);
+        let task = tokio::spawn(peer::run(
+            config,
+            routes_rx,
+            status_tx,
+            incoming_rx,
+            stop_rx,
+        ));
+        Self {
+            routes: routes_tx,
+            status: status_rx,
+            incoming: incoming_tx,
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    /// Replaces the desired routes; the task sends only the difference.
+    /// Calls in quick succession coalesce.
+    pub fn set_routes(&self, routes: RouteMap) {
+        self.routes.send_replace(Arc::new(routes));
+    }
+
+    /// Hands over a connection the peer opened to us. The caller's listener
+    /// (port 179, with [`crate::sys::set_tcp_md5`] set per peer when MD5 is
+    /// used) dispatches accepted streams by source address. Collisions with
+    /// our own outgoing connection are resolved by the FSM (RFC 4271 §6.8).
+    /// If the task is busy with several pending connections, the stream is
+    /// dropped (closed) and the peer will retry.
+    pub fn accept(&self, stream: TcpStream) {
+        let _ = self.incoming.try_send(stream);
+    }
+
+    /// A receiver of status updates.
+    pub fn status(&self) -> watch::Receiver<PeerStatus> {
+        self.status.clone()
+    }
+
+    /// Sends Cease/Administrative Shutdown with `reason` and waits for the
+    /// task to end.
+    pub async fn shutdown(mut self, reason: &str) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(reason.to_string());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for PeerHandle {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.task.abort();
+        }
+    }
+}
