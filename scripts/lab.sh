@@ -51,7 +51,9 @@ addr=$(sed -n 's/^listening on //p' "$state/emulator.log" | head -n 1)
 
 k() { kubectl --kubeconfig "$kubeconfig" --cache-dir "$state/kube-cache" "$@"; }
 echo "lab: emulated cluster at $addr"
-k create namespace ferrolb-system >/dev/null
+# `kubectl create` sends protobuf for built-in kinds, which the emulator does not speak
+# (docs/emulator.md); server-side apply sends JSON.
+printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ferrolb-system\n' | k apply --server-side -f - >/dev/null
 k apply --server-side -n ferrolb-system -f "$root/charts/ferrolb/examples/"
 echo
 k get ipaddresspools,bgppeers,bgpadvertisements -n ferrolb-system

@@ -22,6 +22,9 @@ cargo run -q --locked -p ferrolb-shared --bin crdgen -- --check
 step "doc tests"
 cargo test --workspace --doc --locked
 
+step "README command 1 (the lab) runs"
+scripts/lab.sh --once
+
 step "all tests (nextest)"
 cargo nextest run --workspace --locked --no-fail-fast
 
