@@ -14,6 +14,7 @@
 //! No I/O happens here: everything is a function of its arguments.
 
 pub mod allocator;
+pub mod announce;
 pub mod constants;
 pub mod crd;
 pub mod validate;
