@@ -1,18 +1,23 @@
-//! `ferrolb-bgp`: a small BGP speaker for tests and benchmarks.
+//! `ferrolb-bgp`: a small BGP speaker for checking a router's configuration,
+//! for interop tests and for benchmarks.
 //!
-//! `ferrolb-bgp announce` connects to one router, announces the given
-//! prefixes and keeps them announced until SIGINT/SIGTERM, when it sends
-//! Cease/Administrative Shutdown. State changes are printed to stdout as
-//! JSON lines, e.g. `{"state":"Established","advertised":10000,...}`.
+//! `ferrolb-bgp announce` keeps one session per `--peer` (or per peer of
+//! the `--config` file), announces the given prefixes on each and keeps
+//! them announced until SIGINT/SIGTERM, when it sends Cease/Administrative
+//! Shutdown. SIGHUP re-reads the prefix files and sends only the changes.
+//! Every session state change is printed to stdout as one JSON line, e.g.
+//! `{"peer":"172.30.0.1:179","state":"Established","hold_time":90,...}`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+mod cli;
+
+use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use ferrolb_bgp::codec::{Family, LargeCommunity};
-use ferrolb_bgp::fsm::{PeerAsn, SessionConfig};
-use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, RouteAttributes, RouteMap};
-use ipnet::IpNet;
+use ferrolb_bgp::codec::Family;
+use ferrolb_bgp::fsm::Negotiated;
+use ferrolb_bgp::runtime::{PeerHandle, PeerStatus};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(name = "ferrolb-bgp", about = "ferrolb BGP speaker tool")]
@@ -23,63 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Announce prefixes to one router until interrupted.
-    Announce(Announce),
-}
-
-#[derive(Parser)]
-struct Announce {
-    /// Router address, optionally with port (default 179).
-    #[arg(long)]
-    peer: String,
-    /// Router ASN, or "internal" / "external".
-    #[arg(long)]
-    peer_asn: String,
-    /// Our ASN.
-    #[arg(long)]
-    local_asn: u32,
-    /// Our BGP identifier (default: the local address if IPv4).
-    #[arg(long)]
-    router_id: Option<Ipv4Addr>,
-    /// Local address to connect from.
-    #[arg(long)]
-    local_address: Option<IpAddr>,
-    /// Hold time to propose, seconds.
-    #[arg(long, default_value_t = 90)]
-    hold_time: u16,
-    /// TCP MD5 password (RFC 2385).
-    #[arg(long, env = "FERROLB_BGP_MD5_PASSWORD")]
-    md5_password: Option<String>,
-    /// IPv4 next hop (default: the session's local address).
-    #[arg(long)]
-    next_hop_v4: Option<Ipv4Addr>,
-    /// IPv6 next hop (default: the session's local address when IPv6).
-    #[arg(long)]
-    next_hop_v6: Option<Ipv6Addr>,
-    /// Prefix to announce (repeatable).
-    #[arg(long = "prefix")]
-    prefixes: Vec<IpNet>,
-    /// Announce COUNT consecutive host routes from ADDR: `ADDR,COUNT`.
-    #[arg(long)]
-    generate_hosts: Option<String>,
-    /// Community `ASN:VALUE` (repeatable).
-    #[arg(long = "community")]
-    communities: Vec<String>,
-    /// Large community `GLOBAL:LOCAL1:LOCAL2` (repeatable).
-    #[arg(long = "large-community")]
-    large_communities: Vec<String>,
-    /// LOCAL_PREF for iBGP.
-    #[arg(long)]
-    local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC.
-    #[arg(long)]
-    med: Option<u32>,
-    /// Advertise graceful restart with this restart time, seconds.
-    #[arg(long)]
-    graceful_restart: Option<u16>,
-    /// Only IPv4 unicast (no IPv6 multiprotocol capability).
-    #[arg(long)]
-    ipv4_only: bool,
+    /// Announce prefixes to one or more routers until interrupted.
+    Announce(cli::AnnounceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,139 +63,94 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn parse_pair(s: &str) -> Result<u32, String> {
-    let (a, b) = s
-        .split_once(':')
-        .ok_or_else(|| format!("community {s:?}: want ASN:VALUE"))?;
-    let a: u16 = a.parse().map_err(|e| format!("community {s:?}: {e}"))?;
-    let b: u16 = b.parse().map_err(|e| format!("community {s:?}: {e}"))?;
-    Ok(u32::from(a) << 16 | u32::from(b))
+fn family_name(f: &Family) -> &'static str {
+    match f {
+        Family::Ipv4Unicast => "ipv4-unicast",
+        Family::Ipv6Unicast => "ipv6-unicast",
+    }
 }
 
-fn parse_large(s: &str) -> Result<LargeCommunity, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [g, l1, l2] = parts[..] else {
-        return Err(format!("large community {s:?}: want G:L1:L2"));
-    };
-    let n = |x: &str| {
-        x.parse::<u32>()
-            .map_err(|e| format!("large community {s:?}: {e}"))
-    };
-    Ok(LargeCommunity {
-        global_admin: n(g)?,
-        local_data1: n(l1)?,
-        local_data2: n(l2)?,
+/// The capabilities both sides agreed on, for the Established line.
+fn capabilities(n: &Negotiated) -> serde_json::Value {
+    serde_json::json!({
+        "families": n.families.iter().map(family_name).collect::<Vec<_>>(),
+        "four_octet_as": n.four_octet_as,
+        "route_refresh": n.route_refresh,
+        "peer_graceful_restart": n.peer_graceful_restart.as_ref().map(|g| g.restart_time),
     })
 }
 
-fn generate(spec: &str) -> Result<Vec<IpNet>, String> {
-    let (addr, count) = spec
-        .split_once(',')
-        .ok_or("--generate-hosts wants ADDR,COUNT")?;
-    let count: u32 = count.parse().map_err(|e| format!("count: {e}"))?;
-    let addr: IpAddr = addr.parse().map_err(|e| format!("address: {e}"))?;
-    Ok(match addr {
-        IpAddr::V4(a) => (0..count)
-            .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(i)))))
-            .collect(),
-        IpAddr::V6(a) => (0..count)
-            .map(|i| {
-                IpNet::from(IpAddr::V6(Ipv6Addr::from(
-                    u128::from(a).wrapping_add(u128::from(i)),
-                )))
-            })
-            .collect(),
-    })
+/// One JSON line for a state change of `peer`.
+fn state_line(peer: SocketAddr, s: &PeerStatus, wanted: usize) -> String {
+    let mut line = serde_json::json!({
+        "peer": peer.to_string(),
+        "state": format!("{:?}", s.state),
+        "wanted": wanted,
+        "last_error": s.last_error,
+    });
+    if let Some(n) = &s.negotiated {
+        line["hold_time"] = n.hold_time.into();
+        line["keepalive"] = n.keepalive.into();
+        line["peer_as"] = n.peer_asn.into();
+        line["peer_router_id"] = n.peer_router_id.to_string().into();
+        line["ibgp"] = n.ibgp.into();
+        line["capabilities"] = capabilities(n);
+    }
+    line.to_string()
 }
 
-async fn announce(a: Announce) -> Result<(), String> {
-    let remote: SocketAddr = match a.peer.parse::<SocketAddr>() {
-        Ok(s) => s,
-        Err(_) => SocketAddr::new(a.peer.parse().map_err(|e| format!("--peer: {e}"))?, 179),
-    };
-    let peer_asn = match a.peer_asn.as_str() {
-        "internal" => PeerAsn::Internal,
-        "external" => PeerAsn::External,
-        n => PeerAsn::Exact(n.parse().map_err(|e| format!("--peer-asn: {e}"))?),
-    };
-    let router_id = a
-        .router_id
-        .or(match a.local_address {
-            Some(IpAddr::V4(v4)) => Some(v4),
-            _ => None,
-        })
-        .ok_or("--router-id is needed when --local-address is not IPv4")?;
-    let mut session = SessionConfig::new(a.local_asn, router_id, peer_asn);
-    session.hold_time = a.hold_time;
-    if a.ipv4_only {
-        session.families = vec![Family::Ipv4Unicast];
+async fn announce(args: cli::AnnounceArgs) -> Result<(), String> {
+    let plan = cli::plan(&args).map_err(|e| e.to_string())?;
+    let routes = plan.routes().map_err(|e| e.to_string())?;
+    let mut wanted = routes.len();
+    let (changes_tx, mut changes) = mpsc::unbounded_channel::<(SocketAddr, PeerStatus)>();
+    let mut peers = Vec::new();
+    for config in plan.peers.iter().cloned() {
+        let remote = config.remote;
+        let peer = PeerHandle::spawn(config);
+        peer.set_routes(routes.clone());
+        // Forward each status change, tagged with the peer, to one printer
+        // so lines from several sessions never interleave.
+        let mut status = peer.status();
+        let tx = changes_tx.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            while status.changed().await.is_ok() {
+                let s = status.borrow_and_update().clone();
+                let key = (s.state, s.last_error.clone());
+                if last.as_ref() != Some(&key) {
+                    last = Some(key);
+                    if tx.send((remote, s)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        peers.push(peer);
     }
-    session.graceful_restart =
-        a.graceful_restart
-            .map(|t| ferrolb_bgp::fsm::GracefulRestartConfig {
-                restart_time: t,
-                restarting: false,
-                forwarding_preserved: true,
-            });
-    let attrs = Arc::new(RouteAttributes {
-        communities: a
-            .communities
-            .iter()
-            .map(|c| parse_pair(c))
-            .collect::<Result<_, _>>()?,
-        large_communities: a
-            .large_communities
-            .iter()
-            .map(|c| parse_large(c))
-            .collect::<Result<_, _>>()?,
-        local_pref: a.local_pref,
-        med: a.med,
-    });
-    let mut prefixes = a.prefixes.clone();
-    if let Some(spec) = &a.generate_hosts {
-        prefixes.extend(generate(spec)?);
-    }
-    let routes: RouteMap = prefixes.into_iter().map(|p| (p, attrs.clone())).collect();
-    let total = routes.len();
-    let peer = PeerHandle::spawn(PeerConfig {
-        remote,
-        local_address: a.local_address,
-        session,
-        md5_password: a.md5_password,
-        next_hop_v4: a.next_hop_v4,
-        next_hop_v6: a.next_hop_v6,
-    });
-    peer.set_routes(routes);
-    let mut status = peer.status();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("signal: {e}"))?;
-    let mut last = None;
+    drop(changes_tx);
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("signal: {e}"))?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            changed = status.changed() => {
-                if changed.is_err() {
-                    return Err("peer task ended".into());
+            _ = hup.recv() => match plan.routes() {
+                Ok(routes) => {
+                    wanted = routes.len();
+                    tracing::info!(prefixes = wanted, "prefix files re-read");
+                    for p in &peers {
+                        p.set_routes(routes.clone());
+                    }
                 }
-                let s = status.borrow_and_update().clone();
-                let key = (s.state, s.advertised, s.last_error.clone());
-                if last.as_ref() != Some(&key) {
-                    let line = serde_json::json!({
-                        "state": format!("{:?}", s.state),
-                        "advertised": s.advertised,
-                        "wanted": total,
-                        "updates_sent": s.updates_sent,
-                        "hold_time": s.negotiated.as_ref().map(|n| n.hold_time),
-                        "last_error": s.last_error,
-                    });
-                    println!("{line}");
-                    last = Some(key);
-                }
-            }
+                Err(e) => tracing::warn!(error = %e, "prefix files not re-read; keeping the old routes"),
+            },
+            Some((peer, s)) = changes.recv() => println!("{}", state_line(peer, &s, wanted)),
         }
     }
-    peer.shutdown("ferrolb-bgp announce stopped").await;
+    for p in peers {
+        p.shutdown("ferrolb-bgp announce stopped").await;
+    }
     println!("{}", serde_json::json!({"state": "Stopped"}));
     Ok(())
 }

@@ -70,6 +70,33 @@ fn set_tcp_md5_fd(fd: RawFd, peer: SocketAddr, key: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Sets the IP TTL (IPv4) or unicast hop limit (IPv6) of packets sent on
+/// `socket`, e.g. 1 for directly connected eBGP or more for multihop.
+pub fn set_ttl(socket: &impl AsRawFd, ipv6: bool, ttl: u8) -> io::Result<()> {
+    let value = libc::c_int::from(ttl);
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TTL)
+    };
+    // SAFETY: `value` is a c_int living across the call and the length
+    // passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +109,13 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         // Family mismatch: the kernel refuses an IPv6 peer on an IPv4 socket.
         assert!(set_tcp_md5(&sock, "[::1]:179".parse().unwrap(), b"x").is_err());
+    }
+
+    #[test]
+    fn ttl_is_applied_to_the_socket() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_ttl(&sock, false, 7).unwrap();
+        assert_eq!(sock.ttl().unwrap(), 7);
     }
 
     #[test]

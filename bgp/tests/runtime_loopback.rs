@@ -96,6 +96,7 @@ async fn announces_diffs_refreshes_and_shuts_down() {
         local_address: None,
         session,
         md5_password: None,
+        ttl: None,
         next_hop_v4: None,
         next_hop_v6: Some("2001:db8::1".parse().unwrap()),
     });
@@ -214,6 +215,7 @@ async fn reconnects_after_the_peer_resets_and_resends_everything() {
         local_address: None,
         session,
         md5_password: None,
+        ttl: None,
         next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
         next_hop_v6: None,
     });
@@ -275,6 +277,7 @@ async fn passive_peer_takes_connections_handed_over_by_a_listener() {
         local_address: None,
         session,
         md5_password: None,
+        ttl: None,
         next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
         next_hop_v6: None,
     });

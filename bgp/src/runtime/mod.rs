@@ -38,8 +38,8 @@ pub struct RouteAttributes {
     pub med: Option<u32>,
 }
 
-/// One BGP neighbour.
-#[derive(Debug, Clone)]
+/// One BGP neighbour. `Debug` never shows the MD5 password.
+#[derive(Clone)]
 pub struct PeerConfig {
     /// The router's address and port (normally 179).
     pub remote: SocketAddr,
@@ -49,11 +49,31 @@ pub struct PeerConfig {
     pub session: SessionConfig,
     /// TCP MD5 password (RFC 2385).
     pub md5_password: Option<String>,
+    /// IP TTL / IPv6 hop limit of our packets (eBGP multihop); `None`
+    /// keeps the system default.
+    pub ttl: Option<u8>,
     /// IPv4 next hop; default: the session's local address when IPv4.
     pub next_hop_v4: Option<Ipv4Addr>,
     /// IPv6 next hop; default: the session's local address when IPv6.
     /// Without one, IPv6 routes are not announced on an IPv4 session.
     pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("remote", &self.remote)
+            .field("local_address", &self.local_address)
+            .field("session", &self.session)
+            .field(
+                "md5_password",
+                &self.md5_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ttl", &self.ttl)
+            .field("next_hop_v4", &self.next_hop_v4)
+            .field("next_hop_v6", &self.next_hop_v6)
+            .finish()
+    }
 }
 
 /// What the peer task reports.

@@ -205,6 +205,7 @@ impl Peer {
                     self.config.remote,
                     self.config.local_address,
                     self.config.md5_password.clone(),
+                    self.config.ttl,
                     self.events.clone(),
                 ));
                 self.connecting.insert(id, task);
@@ -212,6 +213,7 @@ impl Peer {
             Output::Send(id, m) => {
                 if let Message::Notification(n) = &m {
                     info!(peer = %self.config.remote, notification = %n, "sending NOTIFICATION");
+                    self.set_error(format!("sent {n}"));
                 }
                 self.send(id, &m, CodecOptions::FOUR_OCTET_AS).await;
                 self.flush(id).await;
@@ -460,6 +462,7 @@ async fn connect(
     remote: SocketAddr,
     local: Option<IpAddr>,
     md5: Option<String>,
+    ttl: Option<u8>,
     events: mpsc::Sender<Event>,
 ) {
     let result = async {
@@ -470,6 +473,9 @@ async fn connect(
         };
         if let Some(key) = &md5 {
             crate::sys::set_tcp_md5(&socket, remote, key.as_bytes())?;
+        }
+        if let Some(ttl) = ttl {
+            crate::sys::set_ttl(&socket, remote.is_ipv6(), ttl)?;
         }
         if let Some(l) = local {
             socket.bind(SocketAddr::new(l, 0))?;
