@@ -108,6 +108,11 @@ pub struct AnnounceArgs {
     /// Advertise graceful restart (RFC 4724) with this restart time, seconds.
     #[arg(long, value_name = "SECONDS")]
     pub graceful_restart: Option<u16>,
+    /// With --graceful-restart: set the Restart State (R) bit in our OPENs
+    /// until each session is up again (RFC 4724 §3). Pass it when this
+    /// process replaces one that had sessions less than the restart time ago.
+    #[arg(long)]
+    pub graceful_restart_restarting: bool,
 }
 
 /// An ASN in YAML: a number or `internal` / `external`.
@@ -166,6 +171,8 @@ struct FileConfig {
     local_pref: Option<u32>,
     med: Option<u32>,
     graceful_restart: Option<u16>,
+    #[serde(default)]
+    graceful_restart_restarting: bool,
     #[serde(default)]
     peers: Vec<FilePeer>,
 }
@@ -332,6 +339,13 @@ pub fn plan(args: &AnnounceArgs) -> Result<Plan, CliError> {
         &args.next_hops
     };
     let graceful_restart = args.graceful_restart.or(file.graceful_restart);
+    let restarting = args.graceful_restart_restarting || file.graceful_restart_restarting;
+    if restarting && graceful_restart.is_none() {
+        return Err(invalid(
+            "--graceful-restart-restarting",
+            "needs --graceful-restart",
+        ));
+    }
 
     let mut peers: Vec<FilePeer> = file.peers.clone();
     peers.extend(args.peers.iter().map(|a| FilePeer {
@@ -371,7 +385,7 @@ pub fn plan(args: &AnnounceArgs) -> Result<Plan, CliError> {
         session.hold_time = hold;
         session.graceful_restart = graceful_restart.map(|t| GracefulRestartConfig {
             restart_time: t.min(4095),
-            restarting: false,
+            restarting,
             forwarding_preserved: true,
         });
         let ebgp = match peer_asn {
@@ -517,12 +531,40 @@ mod tests {
             a.session.graceful_restart.map(|g| g.restart_time),
             Some(120)
         );
+        assert_eq!(
+            a.session.graceful_restart.map(|g| g.restarting),
+            Some(false),
+            "R only when asked for"
+        );
         let routes = p.routes().unwrap();
         assert_eq!(routes.len(), 2);
         let attrs = &routes[&"10.0.0.1/32".parse().unwrap()];
         assert_eq!(attrs.communities, vec![(64512 << 16) | 100]);
         assert_eq!(attrs.large_communities[0].local_data2, 2);
         assert_eq!(attrs.local_pref, Some(250));
+    }
+
+    #[test]
+    fn graceful_restart_restarting_sets_r_and_needs_graceful_restart() {
+        let base = [
+            "--local-as",
+            "64512",
+            "--router-id",
+            "1.1.1.1",
+            "--peer",
+            "10.0.0.1",
+            "--peer-as",
+            "64513",
+            "--graceful-restart-restarting",
+        ];
+        let e = plan(&args(&base)).unwrap_err();
+        assert!(e.to_string().contains("--graceful-restart"), "{e}");
+        let p = plan(&args(&[&base[..], &["--graceful-restart", "60"]].concat())).unwrap();
+        let gr = p.peers[0].session.graceful_restart.unwrap();
+        assert!(gr.restarting);
+        assert_eq!(gr.restart_time, 60);
+        let open = p.peers[0].session.open_message();
+        assert!(open.graceful_restart().unwrap().restarting());
     }
 
     #[test]
@@ -669,7 +711,7 @@ mod tests {
             &format!(
                 "local-as: 64513\nrouter-id: 10.0.0.2\npeer-as: external\nhold-time: 30\n\
                  communities: ['64512:7']\nlarge-communities: ['1:2:3']\nlocal-pref: 300\n\
-                 graceful-restart: 60\nprefixes: [10.9.0.0/24]\nprefix-files: [{}]\n\
+                 graceful-restart: 60\ngraceful-restart-restarting: true\nprefixes: [10.9.0.0/24]\nprefix-files: [{}]\n\
                  peers:\n  - address: 10.0.0.1\n    peer-as: 64512\n    password: s3cret\n    hold-time: 6\n\
                  \x20   next-hops: [fd00::2]\n  - address: '[fd00::1]:1179'\n    peer-as: internal\n    multihop: 3\n    source: fd00::2\n",
                 prefixes.display()
@@ -704,8 +746,11 @@ mod tests {
         assert_eq!(three.md5_password, None);
         assert_eq!(three.session.router_id, Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(
-            three.session.graceful_restart.map(|g| g.restart_time),
-            Some(60)
+            three
+                .session
+                .graceful_restart
+                .map(|g| (g.restart_time, g.restarting)),
+            Some((60, true))
         );
         let routes = p.routes().unwrap();
         let mut got: Vec<String> = routes.keys().map(ToString::to_string).collect();

@@ -101,7 +101,10 @@ pub enum PeerAsn {
 pub struct GracefulRestartConfig {
     /// Seconds the peer should keep our routes after losing the session (≤ 4095).
     pub restart_time: u16,
-    /// Set the R bit: we have just restarted.
+    /// Set the R (Restart State) bit: this process has just restarted
+    /// within the restart time of a previous session. The FSM clears it
+    /// once a session is Established, so only the OPENs up to the first
+    /// Established session carry it.
     pub restarting: bool,
     /// Set the F bit for every family: forwarding survives our restart.
     pub forwarding_preserved: bool,
@@ -685,6 +688,13 @@ impl SessionFsm {
         c.state = ConnState::Established;
         let negotiated = c.negotiated.clone();
         self.failures = 0;
+        // RFC 4724 §3: R says "I have just restarted". Once a session is up
+        // again the restart is over; a later reconnect of this same process
+        // is a plain session loss, and an R there would tell the peer not to
+        // wait for our End-of-RIB for no reason.
+        if let Some(gr) = self.config.graceful_restart.as_mut() {
+            gr.restarting = false;
+        }
         if let Some(pending) = self.pending_connect.take() {
             out.push(Output::Close(pending));
             self.stop_timer(Timer::ConnectRetry, out);

@@ -279,6 +279,16 @@ fn frr_md5_right_password_establishes_and_wrong_never_does() {
     md5(Kind::Frr, "fmd5");
 }
 
+#[test]
+fn gobgp_md5_right_password_establishes_and_wrong_never_does() {
+    md5(Kind::Gobgp, "gmd5");
+}
+
+#[test]
+fn exabgp_md5_right_password_establishes_and_wrong_never_does() {
+    md5(Kind::Exabgp, "xmd5");
+}
+
 // --- router restart and freeze -------------------------------------------------
 
 /// The router goes away and comes back: we notice, reconnect (backoff) and
@@ -318,6 +328,11 @@ fn frr_restart_gets_the_routes_back() {
 #[test]
 fn gobgp_restart_gets_the_routes_back() {
     router_restart(Kind::Gobgp, "grs");
+}
+
+#[test]
+fn exabgp_restart_gets_the_routes_back() {
+    router_restart(Kind::Exabgp, "xrs");
 }
 
 /// A frozen router (SIGSTOP) sends nothing: with a 3 s hold time we send
@@ -371,6 +386,11 @@ fn frr_frozen_is_declared_down_within_the_hold_time() {
 #[test]
 fn gobgp_frozen_is_declared_down_within_the_hold_time() {
     router_frozen(Kind::Gobgp, "gfz");
+}
+
+#[test]
+fn exabgp_frozen_is_declared_down_within_the_hold_time() {
+    router_frozen(Kind::Exabgp, "xfz");
 }
 
 // --- graceful restart ----------------------------------------------------------
@@ -439,6 +459,53 @@ fn bird_drops_our_routes_when_killed_without_graceful_restart() {
 #[test]
 fn frr_drops_our_routes_when_killed_without_graceful_restart() {
     graceful_restart(Kind::Frr, "fng", false);
+}
+
+/// `--graceful-restart-restarting`: the router sees the Restart State (R)
+/// bit in our first OPEN; after the router restarts, our reconnect (same
+/// process, no restart of ours) no longer carries it.
+fn restart_state_bit(kind: Kind, tag: &str) {
+    let mut t = topo(tag, kind, &RouterOpts::default());
+    t.announce(
+        BIN,
+        "ours",
+        &ebgp(&[
+            "--prefix",
+            "10.88.0.1/32",
+            "--graceful-restart",
+            "60",
+            "--graceful-restart-restarting",
+        ]),
+    );
+    t.wait_line("ours", PEER4, "Established");
+    wait_route(&t, "10.88.0.1/32");
+    assert_eq!(t.peer_restart_state(), Some(true), "R in the first OPEN");
+    t.restart_router("TERM");
+    wait_route(&t, "10.88.0.1/32");
+    let r = wait_for("the router to see our new OPEN", DEADLINE, || {
+        t.peer_restart_state()
+    });
+    assert!(!r, "no R once a session was up");
+}
+
+#[test]
+fn bird_sees_the_restart_state_bit_only_until_we_are_up_again() {
+    restart_state_bit(Kind::Bird, "brb");
+}
+
+#[test]
+fn frr_sees_the_restart_state_bit_only_until_we_are_up_again() {
+    restart_state_bit(Kind::Frr, "frb");
+}
+
+#[test]
+fn gobgp_sees_the_restart_state_bit_only_until_we_are_up_again() {
+    restart_state_bit(Kind::Gobgp, "grb");
+}
+
+#[test]
+fn exabgp_sees_the_restart_state_bit_only_until_we_are_up_again() {
+    restart_state_bit(Kind::Exabgp, "xrb");
 }
 
 /// Without graceful restart, a frozen speaker's routes go when the

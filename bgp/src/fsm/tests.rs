@@ -806,3 +806,58 @@ fn transition_table() {
         }
     }
 }
+
+/// RFC 4724 §3: a restarted speaker sets R in its OPENs until a session is
+/// up again; a later reconnect of the same process is no restart.
+#[test]
+fn restart_state_bit_is_sent_until_the_first_established_session() {
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: true,
+        forwarding_preserved: true,
+    });
+    let our_open = |out: &[Output]| -> GracefulRestart {
+        sent(out)
+            .into_iter()
+            .find_map(|(_, m)| match m {
+                Message::Open(o) => o.graceful_restart().cloned(),
+                _ => None,
+            })
+            .expect("an OPEN with graceful restart")
+    };
+    let mut fsm = SessionFsm::new(c, 3);
+    // First attempt: OPEN with R, then the connection breaks before
+    // Established: the retry still says R.
+    let id = connect_id(&fsm.handle(Input::ManualStart, t0));
+    let gr = our_open(&fsm.handle(Input::TcpConnected(id), t0));
+    assert!(gr.restarting(), "{gr:?}");
+    assert_eq!(gr.restart_time, 120);
+    assert_eq!(
+        gr.restart_flags & GracefulRestart::RESTART_STATE,
+        GracefulRestart::RESTART_STATE
+    );
+    fsm.handle(Input::TcpClosed(id), secs(t0, 1));
+    let id = connect_id(&fsm.handle(Input::TimerExpired(Timer::ConnectRetry), secs(t0, 3)));
+    assert!(our_open(&fsm.handle(Input::TcpConnected(id), secs(t0, 3))).restarting());
+    fsm.handle(
+        Input::Received(
+            id,
+            Received::Open(peer_open(65001, Ipv4Addr::new(10, 0, 0, 9), 90)),
+        ),
+        secs(t0, 3),
+    );
+    fsm.handle(Input::Received(id, Received::Keepalive), secs(t0, 3));
+    assert_eq!(fsm.state(), State::Established);
+    assert!(!fsm.config().graceful_restart.unwrap().restarting);
+    // The session drops; the reconnect's OPEN has no R.
+    fsm.handle(Input::TcpClosed(id), secs(t0, 10));
+    let id = connect_id(&fsm.handle(Input::TimerExpired(Timer::ConnectRetry), secs(t0, 12)));
+    let gr = our_open(&fsm.handle(Input::TcpConnected(id), secs(t0, 12)));
+    assert!(!gr.restarting(), "{gr:?}");
+    assert_eq!(
+        gr.restart_time, 120,
+        "still advertised, just not restarting"
+    );
+}

@@ -111,7 +111,8 @@ impl Kind {
 pub struct RouterOpts {
     /// iBGP (same AS as the node) instead of eBGP.
     pub ibgp: bool,
-    /// TCP MD5 password (BIRD, FRR).
+    /// TCP MD5 password. GoBGP then gets static passive neighbours (its
+    /// dynamic neighbours have no key on the listener).
     pub password: Option<String>,
 }
 
@@ -308,6 +309,19 @@ impl Topo {
         for f in ["bird.ctl", "bgpd.vty", "gobgp.sock"] {
             let _ = fs::remove_file(self.path(f));
         }
+        if kind == Kind::Exabgp {
+            // ExaBGP's RIB is its API log: the new process starts with an
+            // empty one (the old receiver, if still draining, writes to
+            // the renamed file).
+            let mut n = 1;
+            while Path::new(&self.path(&format!("received.{n}.jsonl"))).exists() {
+                n += 1;
+            }
+            let _ = fs::rename(
+                self.path("received.jsonl"),
+                self.path(&format!("received.{n}.jsonl")),
+            );
+        }
         self.start_router(kind, &opts);
     }
 
@@ -416,10 +430,6 @@ impl Topo {
     }
 
     fn start_gobgp(&mut self, o: &RouterOpts) -> usize {
-        assert!(
-            o.password.is_none(),
-            "GoBGP dynamic neighbours cannot do MD5"
-        );
         let mut conf = format!(
             "[global.config]\n  as = {ROUTER_AS}\n  router-id = \"{ROUTER_IP}\"\n  \
              local-address-list = [\"{ROUTER_IP}\", \"{ROUTER_IP6}\"]\n\
@@ -436,10 +446,28 @@ impl Topo {
                  [peer-groups.afi-safis.mp-graceful-restart.config]\n      enabled = true\n"
             );
         }
-        for p in ["172.30.0.0/24", "fd30::/64"] {
-            conf += &format!(
-                "[[dynamic-neighbors]]\n  [dynamic-neighbors.config]\n    prefix = \"{p}\"\n    peer-group = \"nodes\"\n"
-            );
+        if let Some(pw) = &o.password {
+            // Dynamic neighbours put no MD5 key on the listener: one static
+            // passive neighbour per node address instead.
+            let peer_as = if o.ibgp { ROUTER_AS } else { NODE_AS };
+            for (nip, rip) in [(NODE_IP, ROUTER_IP), (NODE_IP6, ROUTER_IP6)] {
+                conf += &format!(
+                    "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{nip}\"\n    \
+                     peer-as = {peer_as}\n    auth-password = \"{pw}\"\n  \
+                     [neighbors.transport.config]\n    passive-mode = true\n    local-address = \"{rip}\"\n"
+                );
+                for f in ["ipv4-unicast", "ipv6-unicast"] {
+                    conf += &format!(
+                        "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n"
+                    );
+                }
+            }
+        } else {
+            for p in ["172.30.0.0/24", "fd30::/64"] {
+                conf += &format!(
+                    "[[dynamic-neighbors]]\n  [dynamic-neighbors.config]\n    prefix = \"{p}\"\n    peer-group = \"nodes\"\n"
+                );
+            }
         }
         fs::write(self.path("gobgp.toml"), conf).unwrap();
         let ns = self.router_ns();
@@ -486,11 +514,16 @@ impl Topo {
             "process receiver {{\n    run /usr/bin/python3 {};\n    encoder json;\n}}\n",
             self.path("recv.py")
         );
+        let md5 = o
+            .password
+            .as_ref()
+            .map(|p| format!("md5-password \"{p}\";\n    "))
+            .unwrap_or_default();
         for (nip, rip) in [(NODE_IP, ROUTER_IP), (NODE_IP6, ROUTER_IP6)] {
             conf += &format!(
                 "neighbor {nip} {{\n    router-id {ROUTER_IP};\n    local-address {rip};\n    local-as {ROUTER_AS};\n    \
-                 peer-as {peer_as};\n    passive;\n    family {{ ipv4 unicast; ipv6 unicast; }}\n    \
-                 api {{ processes [ receiver ]; neighbor-changes; receive {{ parsed; update; }} }}\n}}\n"
+                 peer-as {peer_as};\n    passive;\n    {md5}family {{ ipv4 unicast; ipv6 unicast; }}\n    \
+                 api {{ processes [ receiver ]; neighbor-changes; receive {{ parsed; open; update; }} }}\n}}\n"
             );
         }
         fs::write(self.path("exabgp.conf"), conf).unwrap();
@@ -592,8 +625,169 @@ impl Topo {
                     .and_then(|x| x.split(',').next()?.trim().parse().ok())
                     .unwrap_or(0)
             }
-            Kind::Exabgp => panic!("ExaBGP keeps no RIB"),
+            Kind::Exabgp => self
+                .exabgp_rib()
+                .keys()
+                .filter(|p| p.contains(':') == v6)
+                .count(),
         }
+    }
+
+    /// Whether the router saw the Restart State (R) bit in the graceful
+    /// restart capability of our OPEN on the Established session; `None`
+    /// while no session is up.
+    pub fn peer_restart_state(&self) -> Option<bool> {
+        match self.kind() {
+            Kind::Bird => {
+                // Protocol blocks start unindented; BIRD prints "Restart
+                // recovery" under the neighbour's graceful restart
+                // capability when R is set.
+                let out = self.bird("show protocols all");
+                let mut blocks: Vec<String> = Vec::new();
+                for l in out.lines() {
+                    if !l.starts_with(' ') || blocks.is_empty() {
+                        blocks.push(String::new());
+                    }
+                    if let Some(b) = blocks.last_mut() {
+                        *b += l;
+                        *b += "\n";
+                    }
+                }
+                let up = blocks
+                    .iter()
+                    .find(|b| b.contains("BGP state:") && b.contains("Established"))?;
+                let caps = up.split_once("Neighbor capabilities")?.1;
+                let caps = caps.split_once("Session:").map_or(caps, |c| c.0);
+                Some(caps.contains("Restart recovery"))
+            }
+            Kind::Frr => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&self.frr("show bgp neighbors json")).ok()?;
+                v.as_object()?
+                    .values()
+                    .find(|n| n["bgpState"] == "Established")?["gracefulRestartInfo"]["rBit"]
+                    .as_bool()
+            }
+            Kind::Gobgp => {
+                let list = self.gobgp(&["neighbor"]);
+                let addr = list
+                    .lines()
+                    .find(|l| l.contains("Establ"))?
+                    .split_whitespace()
+                    .next()?
+                    .to_string();
+                let detail = self.gobgp(&["neighbor", &addr]);
+                let remote = detail
+                    .lines()
+                    .skip_while(|l| !l.contains("graceful-restart:"))
+                    .find(|l| l.trim_start().starts_with("Remote:"))?;
+                Some(remote.contains("restart flag set"))
+            }
+            Kind::Exabgp => {
+                // The last OPEN received from the neighbour that is up.
+                // ExaBGP 4.2 swaps the labels: the session-wide R bit (0x8)
+                // is printed as "restart-flags": ["forwarding"], a family's
+                // F bit as "restart".
+                let mut up: Option<String> = None;
+                let mut r = std::collections::HashMap::new();
+                for line in self.log("received.jsonl").lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    let peer = v["neighbor"]["address"]["peer"].as_str().map(String::from);
+                    match v["type"].as_str() {
+                        Some("state") if v["neighbor"]["state"] == "up" => up = peer,
+                        Some("state") if up == peer => up = None,
+                        Some("open") if v["neighbor"]["direction"] == "receive" => {
+                            let gr = &v["neighbor"]["open"]["capabilities"]["64"];
+                            let flags = gr["restart-flags"].as_array().cloned();
+                            r.insert(peer, flags.map(|f| f.iter().any(|x| x == "forwarding")));
+                        }
+                        _ => {}
+                    }
+                }
+                r.remove(&Some(up?)).flatten()
+            }
+        }
+    }
+
+    /// ExaBGP's routes as rebuilt from its API log (`received.jsonl`):
+    /// prefix → route, per neighbour; a neighbour's state change (up,
+    /// down) forgets what it had sent.
+    pub fn exabgp_rib(&self) -> std::collections::HashMap<String, Route> {
+        use serde_json::Value;
+        let mut rib: std::collections::HashMap<String, (String, Route)> = Default::default();
+        for line in self.log("received.jsonl").lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let peer = v["neighbor"]["address"]["peer"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if v["type"] == "state" {
+                rib.retain(|_, (p, _)| *p != peer);
+                continue;
+            }
+            let u = &v["neighbor"]["message"]["update"];
+            if !u.is_object() {
+                continue;
+            }
+            if let Some(w) = u["withdraw"].as_object() {
+                for nlris in w.values() {
+                    for n in nlris.as_array().into_iter().flatten() {
+                        if let Some(p) = n["nlri"].as_str() {
+                            rib.remove(p);
+                        }
+                    }
+                }
+            }
+            let a = &u["attribute"];
+            let pairs = |x: &Value| -> Vec<String> {
+                x.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        let parts: Vec<String> = c
+                            .as_array()?
+                            .iter()
+                            .map(|n| n.as_u64().map(|n| n.to_string()))
+                            .collect::<Option<_>>()?;
+                        Some(parts.join(":"))
+                    })
+                    .collect()
+            };
+            let base = Route {
+                as_path: a["as-path"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_u64().map(|x| x as u32))
+                    .collect(),
+                local_pref: a["local-preference"].as_u64().map(|x| x as u32),
+                communities: pairs(&a["community"]),
+                large_communities: pairs(&a["large-community"]),
+                ..Route::default()
+            };
+            for by_nh in u["announce"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                for (nh, nlris) in by_nh.as_object().into_iter().flatten() {
+                    for n in nlris.as_array().into_iter().flatten() {
+                        if let Some(p) = n["nlri"].as_str() {
+                            let r = Route {
+                                next_hop: nh.clone(),
+                                ..base.clone()
+                            };
+                            rib.insert(p.to_string(), (peer.clone(), r));
+                        }
+                    }
+                }
+            }
+        }
+        rib.into_iter().map(|(p, (_, r))| (p, r)).collect()
     }
 
     /// The router's best route for exactly `prefix`.
@@ -718,7 +912,7 @@ impl Topo {
                 }
                 Some(r)
             }
-            Kind::Exabgp => panic!("ExaBGP keeps no RIB"),
+            Kind::Exabgp => self.exabgp_rib().remove(prefix),
         }
     }
 }
