@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: install what the tests need (idempotent), then build and run every test:
 # formatting, clippy with warnings as errors, doc tests, and the whole workspace under nextest
-# (unit tests, emulator conformance, CRD drift and schema checks, BGP codec/FSM properties).
+# (unit tests, emulator conformance, CRD drift and schema checks, BGP codec/FSM properties,
+# router interop in network namespaces, controller and speaker against the emulator), and a
+# short fuzz run of the BGP decoder and state machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -24,6 +26,9 @@ cargo test --workspace --doc --locked
 
 step "README command 1 (the lab) runs"
 scripts/lab.sh --once
+
+step "fuzz smoke run (libFuzzer, 20 s per target; the long run is scripts/fuzz.sh 3600)"
+scripts/fuzz.sh 20
 
 step "all tests (nextest)"
 cargo nextest run --workspace --locked --no-fail-fast

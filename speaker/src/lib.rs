@@ -1,3 +1,25 @@
-//! The ferrolb speaker: announces Service IPs to upstream routers over BGP.
+//! The ferrolb speaker: announces this node's eligible Service IPs to upstream routers over
+//! BGP (DESIGN §4), and withdraws them the moment the node or the Service's endpoints stop
+//! qualifying.
 //!
-//! Built in the speaker issue; this crate holds the workspace slot until then.
+//! - [`cli`]: flags (each also an environment variable).
+//! - [`watch`]: reflectors for Services, EndpointSlices, this Node, the ferrolb objects and
+//!   only the Secrets peers reference.
+//! - [`views`]: cached objects → the decision's views; invalid objects keep their last valid
+//!   version.
+//! - [`sessions`]: one BGP session per peer selecting this node, fed its full route set.
+//! - [`app`]: the debounced decision loop, start-up and shutdown (Cease on SIGTERM).
+//! - [`events`]: an event on a Service only when its announcement from this node starts or
+//!   stops.
+//! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! The decision itself is `ferrolb_shared::announce::decide`, pure and tested there.
+
+pub mod app;
+pub mod cli;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod sessions;
+pub mod views;
+pub mod watch;

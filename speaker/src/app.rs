@@ -1,0 +1,418 @@
+//! Wiring: caches, the decision loop, the BGP sessions and the HTTP server as one running
+//! speaker.
+//!
+//! The loop: any cache change pokes a signal; the loop waits a few milliseconds so a burst
+//! of changes becomes one run, then builds a [`Snapshot`] from the caches, runs
+//! [`decide`] and [`desired_routes`], and hands each session its full route set (the BGP
+//! runtime sends only the difference).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrolb_shared::announce::{
+    AdvertisementView, NodeView, PeerName, PeerView, PoolView, Snapshot, decide, desired_routes,
+};
+use ferrolb_shared::validate::ParsedPeer;
+use kube::runtime::events::Reporter;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Args, LogFormat};
+use crate::events::{self, AnnouncementTracker};
+use crate::http::{self, HttpError, Readiness};
+use crate::metrics::Metrics;
+use crate::sessions::{SessionSpec, Sessions, Wanted};
+use crate::views::{ClassFilter, InvalidObject, LastGood, node_router_id, service_views};
+use crate::watch::{Caches, ChangeSignal, Password, SecretWatches, secret_name};
+
+/// Default wait after a change before deciding, so a burst of changes is one run.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
+
+/// Reason sent in the Cease NOTIFICATION when the speaker stops.
+pub const SHUTDOWN_REASON: &str = "ferrolb-speaker shutting down";
+
+/// Everything one speaker needs besides a client.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The Node this speaker runs on.
+    pub node_name: String,
+    /// Namespace of the ferrolb objects (and default namespace of password Secrets).
+    pub namespace: String,
+    /// Which Services are ours.
+    pub class: ClassFilter,
+    /// HTTP listen address (port 0 picks one).
+    pub metrics_addr: SocketAddr,
+    /// Wait after a change before deciding.
+    pub debounce: Duration,
+}
+
+impl Settings {
+    /// Settings from command-line flags.
+    pub fn from_args(args: &Args) -> Self {
+        Settings {
+            node_name: args.node_name.clone(),
+            namespace: args.namespace(),
+            class: ClassFilter {
+                lb_class: args.lb_class.clone(),
+            },
+            metrics_addr: args.metrics_addr,
+            debounce: DEFAULT_DEBOUNCE,
+        }
+    }
+}
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The flags contradict each other.
+    #[error("invalid flags: {0}")]
+    Flags(String),
+    /// No Kubernetes client configuration was found.
+    #[error("Kubernetes client configuration: {0}")]
+    Client(#[source] kube::Error),
+    /// The HTTP server could not start.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+/// A running speaker.
+#[derive(Debug)]
+pub struct Running {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: SocketAddr,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    main: JoinHandle<()>,
+    http: JoinHandle<()>,
+}
+
+impl Running {
+    /// Graceful stop: every session is closed with a Cease NOTIFICATION (routes withdrawn
+    /// at the routers at once) before this returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.main.await;
+        let _ = self.http.await;
+    }
+
+    /// Simulates a crash: every task stops at once, no NOTIFICATION is sent.
+    pub fn abort(self) {
+        self.main.abort();
+        self.http.abort();
+    }
+}
+
+/// Starts a speaker on `client`.
+pub async fn start(client: Client, settings: Settings) -> Result<Running, AppError> {
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::new());
+    let (http_addr, serve) = http::serve(
+        settings.metrics_addr,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let http = tokio::spawn(serve);
+    let main = tokio::spawn(run(
+        client,
+        settings,
+        metrics.clone(),
+        readiness,
+        shutdown.clone(),
+    ));
+    Ok(Running {
+        http_addr,
+        metrics,
+        shutdown,
+        main,
+        http,
+    })
+}
+
+/// Parsed ferrolb objects, each kept at its last valid version.
+#[derive(Default)]
+struct Config {
+    pools: LastGood<PoolView>,
+    advertisements: LastGood<AdvertisementView>,
+    peers: LastGood<PeerView>,
+}
+
+struct Speaker {
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    caches: Caches,
+    secrets: SecretWatches,
+    config: Config,
+    sessions: Sessions,
+    changed: ChangeSignal,
+    /// Peers whose session could not be configured, with the reason last logged.
+    peer_problems: BTreeMap<PeerName, String>,
+    tracker: AnnouncementTracker,
+    reporter: Reporter,
+}
+
+/// The decision loop; returns after every session has been shut down.
+async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut rx) = watch::channel(());
+    let changed: ChangeSignal = Arc::new(tx);
+    let caches = Caches::start(&client, &settings.node_name, &settings.namespace, &changed);
+    let mut speaker = Speaker {
+        client,
+        metrics: metrics.clone(),
+        caches,
+        secrets: SecretWatches::default(),
+        config: Config::default(),
+        sessions: Sessions::new(metrics.clone()),
+        changed,
+        peer_problems: BTreeMap::new(),
+        tracker: AnnouncementTracker::default(),
+        reporter: Reporter {
+            controller: "ferrolb-speaker".to_owned(),
+            instance: Some(settings.node_name.clone()),
+        },
+        settings,
+    };
+    tracing::info!(node = %speaker.settings.node_name, namespace = %speaker.settings.namespace, "watching");
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = shutdown.cancelled() => break,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(speaker.settings.debounce) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        // Everything poked until now is covered by this run.
+        rx.borrow_and_update();
+        if !speaker.caches.synced() {
+            continue;
+        }
+        if !readiness.is_ready() {
+            tracing::info!("caches synced");
+            readiness.set_caches_synced();
+            metrics.caches_synced.set(1);
+        }
+        speaker.reconcile().await;
+    }
+    tracing::info!("shutting down: closing every BGP session");
+    speaker.sessions.shutdown_all(SHUTDOWN_REASON).await;
+}
+
+impl Speaker {
+    /// One decision run over the current caches.
+    async fn reconcile(&mut self) {
+        let started = Instant::now();
+        self.metrics.reconciles.inc();
+        self.refresh_config();
+        let node = self.caches.node();
+        let node_view = match node.as_deref() {
+            Some(n) => NodeView::from_node(n),
+            // Not seen (deleted, or never created): not ready, so nothing is announced.
+            None => NodeView {
+                name: self.settings.node_name.clone(),
+                ..NodeView::default()
+            },
+        };
+        let pools: Vec<PoolView> = self.config.pools.values().map(|(_, v)| v.clone()).collect();
+        let advertisements: Vec<AdvertisementView> = self
+            .config
+            .advertisements
+            .values()
+            .map(|(_, v)| v.clone())
+            .collect();
+        let peers: Vec<PeerView> = self.config.peers.values().map(|(_, v)| v.clone()).collect();
+        let service_objects = self.caches.services();
+        let services = service_views(
+            &service_objects,
+            &self.caches.slices(),
+            &self.settings.class,
+        );
+        let t_views = started.elapsed();
+        let snapshot = Snapshot {
+            node: &node_view,
+            pools: &pools,
+            advertisements: &advertisements,
+            peers: &peers,
+            services: &services,
+        };
+        let decisions = decide(&snapshot);
+        let t_decide = started.elapsed();
+        let routes = desired_routes(&decisions);
+        let decided_at = Instant::now();
+        let t_routes = started.elapsed();
+
+        let router_id = node_router_id(node.as_deref(), &self.settings.node_name);
+        let by_name: BTreeMap<&str, &ParsedPeer> =
+            peers.iter().map(|p| (p.name.as_str(), &p.peer)).collect();
+        let needed_secrets: BTreeSet<_> = decisions
+            .sessions
+            .iter()
+            .filter_map(|p| by_name.get(&**p)?.password_secret.as_ref())
+            .map(|r| secret_name(r, &self.settings.namespace))
+            .collect();
+        self.secrets
+            .sync(&self.client, &needed_secrets, &self.changed);
+        let mut wanted = BTreeMap::new();
+        for name in &decisions.sessions {
+            let Some(peer) = by_name.get(&**name) else {
+                continue;
+            };
+            let w = self.wanted_session(name, peer, router_id);
+            wanted.insert(name.clone(), w);
+        }
+        self.peer_problems.retain(|p, _| wanted.contains_key(p));
+        self.sessions.apply(&wanted, &routes, decided_at).await;
+        let t_apply = started.elapsed();
+        let flips = self.tracker.update(&decisions, &self.settings.node_name);
+        events::publish(&self.client, &self.reporter, flips, &service_objects);
+        let announced = decisions.announced_ip_count();
+        self.metrics
+            .announced_ips
+            .set(i64::try_from(announced).unwrap_or(i64::MAX));
+        tracing::debug!(
+            node_seen = node.is_some(),
+            node_ready = node_view.ready,
+            pools = pools.len(),
+            advertisements = advertisements.len(),
+            services = services.len(),
+            announced_ips = announced,
+            sessions = wanted.len(),
+            views_us = t_views.as_micros() as u64,
+            decide_us = t_decide.as_micros() as u64,
+            routes_us = t_routes.as_micros() as u64,
+            apply_us = t_apply.as_micros() as u64,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "reconciled"
+        );
+    }
+
+    /// The session a peer should have, reading its password if it has one.
+    fn wanted_session(
+        &mut self,
+        name: &PeerName,
+        peer: &ParsedPeer,
+        router_id: std::net::Ipv4Addr,
+    ) -> Wanted {
+        let password = match &peer.password_secret {
+            None => None,
+            Some(reference) => match self.secrets.password(reference, &self.settings.namespace) {
+                Password::Found(p) => Some(p),
+                // The watch just started; its first list pokes the loop again.
+                Password::Pending => return Wanted::Keep,
+                Password::Unavailable(why) => {
+                    if self.peer_problems.get(name) != Some(&why) {
+                        tracing::warn!(peer = %name, problem = %why, "cannot read the BGP password; session not (re)configured");
+                        self.metrics.error("passwordSecret");
+                        self.peer_problems.insert(name.clone(), why);
+                    }
+                    return Wanted::Keep;
+                }
+            },
+        };
+        self.peer_problems.remove(name);
+        Wanted::Run(SessionSpec::new(peer, router_id, password))
+    }
+
+    /// Re-validates changed ferrolb objects, keeping the last valid version of bad ones.
+    fn refresh_config(&mut self) {
+        let report = |kind: &str, invalid: Vec<InvalidObject>, metrics: &Metrics| {
+            for i in invalid {
+                metrics.error("invalidConfig");
+                if i.kept_last_good {
+                    tracing::warn!(kind, name = %i.name, error = %i.message, "invalid; keeping its last valid version");
+                } else {
+                    tracing::warn!(kind, name = %i.name, error = %i.message, "invalid; ignored");
+                }
+            }
+        };
+        let pools = self.caches.pools();
+        let invalid = self.config.pools.refresh(pools.iter().map(|p| &**p), |p| {
+            p.validate().map(|pool| PoolView {
+                name: p.name_any(),
+                labels: p.labels().clone(),
+                pool,
+            })
+        });
+        report("IPAddressPool", invalid, &self.metrics);
+        let ads = self.caches.advertisements();
+        let invalid = self
+            .config
+            .advertisements
+            .refresh(ads.iter().map(|a| &**a), |a| {
+                a.validate().map(|advertisement| AdvertisementView {
+                    name: a.name_any(),
+                    advertisement,
+                })
+            });
+        report("BGPAdvertisement", invalid, &self.metrics);
+        let peers = self.caches.peers();
+        let invalid = self.config.peers.refresh(peers.iter().map(|p| &**p), |p| {
+            p.validate().map(|peer| PeerView {
+                name: p.name_any(),
+                peer,
+            })
+        });
+        report("BGPPeer", invalid, &self.metrics);
+    }
+}
+
+/// Sets up logging in the chosen format; `RUST_LOG` overrides the default `info` level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The binary: flags, client from the usual sources, run until SIGTERM or Ctrl-C, then
+/// close every session before exiting.
+pub async fn main_with(args: Args) -> Result<(), AppError> {
+    args.check().map_err(AppError::Flags)?;
+    init_tracing(args.log_format);
+    let client = Client::try_default().await.map_err(AppError::Client)?;
+    let settings = Settings::from_args(&args);
+    tracing::info!(
+        node = %settings.node_name,
+        namespace = %settings.namespace,
+        lb_class = ?settings.class.lb_class,
+        "starting ferrolb-speaker"
+    );
+    let running = start(client, settings).await?;
+    tracing::info!(addr = %running.http_addr, "serving /metrics /healthz /readyz");
+    shutdown_signal().await;
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

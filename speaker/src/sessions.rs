@@ -1,0 +1,396 @@
+//! The BGP sessions of this node: one [`PeerHandle`] per `BGPPeer` that selects it, started,
+//! restarted and stopped as the peers change, each given its full desired route set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrolb_bgp::codec::{Family, LargeCommunity};
+use ferrolb_bgp::fsm::{Backoff, GracefulRestartConfig, PeerAsn, SessionConfig, State};
+use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, RouteAttributes, RouteMap};
+use ferrolb_shared::announce::{PeerName, Route};
+use ferrolb_shared::validate::ParsedPeer;
+use ipnet::IpNet;
+use tokio::task::JoinHandle;
+
+use crate::metrics::{Metrics, PendingChange, follow_peer};
+
+/// Seconds a graceful-restart-capable router keeps our routes after losing the session.
+pub const GRACEFUL_RESTART_TIME: u16 = 120;
+/// TTL for eBGP multi-hop sessions.
+pub const MULTI_HOP_TTL: u8 = 255;
+/// How long shutting one session down may take before the task is abandoned.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a session is started from. Two equal specs give the same session, so a
+/// change of any field restarts it and nothing else does. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The router's address and port.
+    pub remote: SocketAddr,
+    /// Local address to bind.
+    pub local_address: Option<IpAddr>,
+    /// Our ASN.
+    pub local_asn: u32,
+    /// The router's ASN.
+    pub peer_asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Proposed hold time, seconds.
+    pub hold_time: u16,
+    /// Keepalive interval, seconds.
+    pub keepalive: u16,
+    /// Between connection attempts, and the TCP connect timeout.
+    pub connect_time: Duration,
+    /// eBGP multi-hop.
+    pub multi_hop: bool,
+    /// Advertise graceful restart.
+    pub graceful_restart: bool,
+    /// TCP MD5 password.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SessionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSpec")
+            .field("remote", &self.remote)
+            .field("local_address", &self.local_address)
+            .field("local_asn", &self.local_asn)
+            .field("peer_asn", &self.peer_asn)
+            .field("router_id", &self.router_id)
+            .field("hold_time", &self.hold_time)
+            .field("keepalive", &self.keepalive)
+            .field("connect_time", &self.connect_time)
+            .field("multi_hop", &self.multi_hop)
+            .field("graceful_restart", &self.graceful_restart)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SessionSpec {
+    /// The session for `peer`; `default_router_id` applies when the peer sets no `routerID`.
+    pub fn new(peer: &ParsedPeer, default_router_id: Ipv4Addr, password: Option<String>) -> Self {
+        SessionSpec {
+            remote: SocketAddr::new(peer.peer_address, peer.peer_port),
+            local_address: peer.source_address,
+            local_asn: peer.my_asn,
+            peer_asn: peer.peer_asn,
+            router_id: peer.router_id.unwrap_or(default_router_id),
+            hold_time: peer.timers.hold_time,
+            keepalive: peer.timers.keepalive_time,
+            connect_time: peer.timers.connect_time,
+            multi_hop: peer.ebgp_multi_hop,
+            graceful_restart: peer.graceful_restart,
+            password,
+        }
+    }
+
+    /// The runtime's configuration for this session.
+    pub fn peer_config(&self) -> PeerConfig {
+        let mut session = SessionConfig::new(
+            self.local_asn,
+            self.router_id,
+            PeerAsn::Exact(self.peer_asn),
+        );
+        session.hold_time = self.hold_time;
+        session.keepalive = Some(self.keepalive);
+        // One family per session: the decision never sends a prefix of the other family
+        // (its next hop would have to be an address the session does not have).
+        session.families = vec![match self.remote.ip() {
+            IpAddr::V4(_) => Family::Ipv4Unicast,
+            IpAddr::V6(_) => Family::Ipv6Unicast,
+        }];
+        session.connect_timeout = self.connect_time;
+        session.backoff = Backoff {
+            initial: self.connect_time,
+            max: self.connect_time.max(Duration::from_secs(60)),
+        };
+        session.graceful_restart = self.graceful_restart.then_some(GracefulRestartConfig {
+            restart_time: GRACEFUL_RESTART_TIME,
+            restarting: false,
+            // Traffic keeps flowing through kube-proxy while the speaker restarts.
+            forwarding_preserved: true,
+        });
+        PeerConfig {
+            remote: self.remote,
+            local_address: self.local_address,
+            session,
+            md5_password: self.password.clone(),
+            ttl: self.multi_hop.then_some(MULTI_HOP_TTL),
+            next_hop_v4: None,
+            next_hop_v6: None,
+        }
+    }
+}
+
+/// The runtime's route map for the decision's routes of one peer. Equal attribute sets
+/// share one allocation, as the runtime groups prefixes by attributes when packing UPDATEs.
+///
+/// `Route::next_hop` is not carried: no configuration sets it yet, and the runtime derives
+/// NEXT_HOP from the session's local address.
+pub fn route_map(routes: &BTreeMap<IpNet, Route>) -> RouteMap {
+    let mut interned: HashMap<RouteAttributes, Arc<RouteAttributes>> = HashMap::new();
+    routes
+        .iter()
+        .map(|(prefix, route)| {
+            let attrs = RouteAttributes {
+                communities: route.communities.clone(),
+                large_communities: route
+                    .large_communities
+                    .iter()
+                    .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
+                        global_admin,
+                        local_data1,
+                        local_data2,
+                    })
+                    .collect(),
+                local_pref: route.local_pref,
+                med: None,
+            };
+            let shared = interned
+                .entry(attrs.clone())
+                .or_insert_with(|| Arc::new(attrs))
+                .clone();
+            (*prefix, shared)
+        })
+        .collect()
+}
+
+/// What the caller wants for one peer that selects this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// Run exactly this session.
+    Run(SessionSpec),
+    /// The session cannot be (re)configured now (e.g. its password Secret is not readable):
+    /// keep a running one as it is, start none.
+    Keep,
+}
+
+struct Session {
+    spec: SessionSpec,
+    handle: PeerHandle,
+    pending: PendingChange,
+    sent: Option<BTreeMap<IpNet, Route>>,
+    follower: JoinHandle<()>,
+}
+
+/// The running sessions by peer name.
+pub struct Sessions {
+    sessions: BTreeMap<PeerName, Session>,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("peers", &self.sessions.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Sessions {
+    /// No sessions yet.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Sessions {
+            sessions: BTreeMap::new(),
+            metrics,
+        }
+    }
+
+    /// Names of the running sessions.
+    pub fn peers(&self) -> impl Iterator<Item = &str> {
+        self.sessions.keys().map(|p| &**p)
+    }
+
+    /// Brings the sessions in line with `wanted` (stopping those not wanted, restarting
+    /// those whose spec changed), then hands each session its routes from `routes` (none
+    /// when absent). Only sessions whose routes differ from the last call are told;
+    /// `decided_at` starts their decision-to-UPDATE clock.
+    pub async fn apply(
+        &mut self,
+        wanted: &BTreeMap<PeerName, Wanted>,
+        routes: &BTreeMap<PeerName, BTreeMap<IpNet, Route>>,
+        decided_at: Instant,
+    ) {
+        let stale: Vec<PeerName> = self
+            .sessions
+            .iter()
+            .filter(|(name, s)| match wanted.get(*name) {
+                None => true,
+                Some(Wanted::Keep) => false,
+                Some(Wanted::Run(spec)) => *spec != s.spec,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(s) = self.sessions.remove(&name) {
+                tracing::info!(peer = %name, "stopping BGP session (peer removed or changed)");
+                self.stop(&name, s, "configuration changed").await;
+            }
+        }
+        for (name, w) in wanted {
+            let Wanted::Run(spec) = w else { continue };
+            if self.sessions.contains_key(name) {
+                continue;
+            }
+            tracing::info!(peer = %name, remote = %spec.remote, router_id = %spec.router_id, "starting BGP session");
+            let handle = PeerHandle::spawn(spec.peer_config());
+            let pending = PendingChange::default();
+            let follower = tokio::spawn(follow_peer(
+                name.to_string(),
+                handle.status(),
+                pending.clone(),
+                self.metrics.clone(),
+            ));
+            self.sessions.insert(
+                name.clone(),
+                Session {
+                    spec: spec.clone(),
+                    handle,
+                    pending,
+                    sent: None,
+                    follower,
+                },
+            );
+        }
+        let empty = BTreeMap::new();
+        for (name, s) in &mut self.sessions {
+            let desired = routes.get(name).unwrap_or(&empty);
+            if s.sent.as_ref() == Some(desired) {
+                continue;
+            }
+            tracing::debug!(peer = %name, routes = desired.len(), "desired routes changed");
+            // Only a live session sends the change now; otherwise it goes out with the next
+            // session's full table, and that wait is the session's, not the decision's.
+            if s.handle.status().borrow().state == State::Established {
+                s.pending.mark(decided_at);
+            }
+            s.handle.set_routes(route_map(desired));
+            s.sent = Some(desired.clone());
+        }
+    }
+
+    /// Closes every session with a Cease NOTIFICATION (the routers drop our routes at
+    /// once), all in parallel.
+    pub async fn shutdown_all(&mut self, reason: &str) {
+        let sessions = std::mem::take(&mut self.sessions);
+        let metrics = self.metrics.clone();
+        let stops = sessions.into_iter().map(|(name, s)| {
+            let metrics = metrics.clone();
+            async move { stop_session(&name, s, reason, &metrics).await }
+        });
+        futures::future::join_all(stops).await;
+    }
+
+    async fn stop(&self, name: &str, s: Session, reason: &str) {
+        stop_session(name, s, reason, &self.metrics).await;
+    }
+}
+
+async fn stop_session(name: &str, s: Session, reason: &str, metrics: &Metrics) {
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, s.handle.shutdown(reason))
+        .await
+        .is_err()
+    {
+        tracing::warn!(peer = %name, "BGP session did not stop in time; abandoned");
+    }
+    // The follower ends once the peer task has dropped its status sender; waiting for it
+    // means it cannot re-create the series removed below.
+    let mut follower = s.follower;
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, &mut follower)
+        .await
+        .is_err()
+    {
+        follower.abort();
+    }
+    metrics.forget_peer(name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_shared::crd::BGPPeerSpec;
+
+    fn peer(v: serde_json::Value) -> ParsedPeer {
+        serde_json::from_value::<BGPPeerSpec>(v)
+            .unwrap()
+            .validate()
+            .unwrap()
+    }
+
+    #[test]
+    fn spec_follows_the_peer() {
+        let p = peer(serde_json::json!({
+            "myASN": 64513, "peerASN": 64512, "peerAddress": "172.30.0.1", "peerPort": 1179,
+            "holdTime": "9s", "connectTime": "2s", "ebgpMultiHop": true,
+            "enableGracefulRestart": true, "sourceAddress": "172.30.0.2",
+        }));
+        let spec = SessionSpec::new(&p, Ipv4Addr::new(10, 0, 0, 1), Some("s3cret".into()));
+        assert_eq!(spec.remote, "172.30.0.1:1179".parse().unwrap());
+        assert_eq!(spec.router_id, Ipv4Addr::new(10, 0, 0, 1));
+        assert!(!format!("{spec:?}").contains("s3cret"));
+        let cfg = spec.peer_config();
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        assert_eq!(cfg.md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(cfg.session.hold_time, 9);
+        assert_eq!(cfg.session.keepalive, Some(3));
+        assert_eq!(cfg.session.families, vec![Family::Ipv4Unicast]);
+        assert_eq!(cfg.session.connect_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.session.backoff.initial, Duration::from_secs(2));
+        assert_eq!(cfg.ttl, Some(MULTI_HOP_TTL));
+        assert!(cfg.session.graceful_restart.is_some());
+        assert_eq!(cfg.local_address, Some("172.30.0.2".parse().unwrap()));
+
+        let with_id = peer(serde_json::json!({
+            "myASN": 64512, "peerASN": 64512, "peerAddress": "fd30::1", "routerID": "1.2.3.4",
+        }));
+        let spec = SessionSpec::new(&with_id, Ipv4Addr::new(10, 0, 0, 1), None);
+        assert_eq!(spec.router_id, Ipv4Addr::new(1, 2, 3, 4));
+        let cfg = spec.peer_config();
+        assert_eq!(cfg.session.families, vec![Family::Ipv6Unicast]);
+        assert_eq!(cfg.ttl, None);
+        assert_eq!(cfg.session.graceful_restart, None);
+    }
+
+    #[test]
+    fn routes_convert_with_shared_attributes() {
+        let route = |p: &str, c: Vec<u32>| {
+            let prefix: IpNet = p.parse().unwrap();
+            (
+                prefix,
+                Route {
+                    prefix,
+                    next_hop: None,
+                    communities: c,
+                    large_communities: vec![[64512, 1, 2]],
+                    local_pref: Some(200),
+                },
+            )
+        };
+        let routes: BTreeMap<_, _> = [
+            route("192.0.2.1/32", vec![1]),
+            route("192.0.2.2/32", vec![1]),
+            route("192.0.2.3/32", vec![2]),
+        ]
+        .into();
+        let map = route_map(&routes);
+        assert_eq!(map.len(), 3);
+        let a = &map[&"192.0.2.1/32".parse().unwrap()];
+        let b = &map[&"192.0.2.2/32".parse().unwrap()];
+        let c = &map[&"192.0.2.3/32".parse().unwrap()];
+        assert!(Arc::ptr_eq(a, b));
+        assert!(!Arc::ptr_eq(a, c));
+        assert_eq!(a.local_pref, Some(200));
+        assert_eq!(
+            a.large_communities,
+            vec![LargeCommunity {
+                global_admin: 64512,
+                local_data1: 1,
+                local_data2: 2
+            }]
+        );
+    }
+}

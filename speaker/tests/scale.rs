@@ -1,0 +1,190 @@
+//! Scale figures (ignored by default; run in release):
+//! `cargo test --release -p ferrolb-speaker --test scale -- --ignored --nocapture`
+//!
+//! The `ferrolb-speaker` binary against the emulator with `SPEAKER_SCALE_N` (default 10 000)
+//! LoadBalancer Services (without node ports, which run out at ~2.7k), each with one
+//! ready endpoint on this node, and a scripted router on
+//! 127.0.0.1. Prints: start → all routes at the router, the speaker's RSS, and p50/p99 of
+//! endpoint not ready → withdrawal and endpoint ready → announcement at the router.
+
+// Test helpers may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{RouterView, router};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube_emulator::{Emulator, EmulatorConfig};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+const NODE: &str = "node-a";
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn ip(i: usize) -> String {
+    format!("10.200.{}.{}", i / 256, i % 256)
+}
+
+fn objects(port: u16, n: usize) -> String {
+    let mut docs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ferrolb-system"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}),
+        json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "IPAddressPool",
+               "metadata": {"name": "pool", "namespace": "ferrolb-system"},
+               "spec": {"addresses": ["10.200.0.0/16"]}}),
+        json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "BGPPeer",
+               "metadata": {"name": "router", "namespace": "ferrolb-system"},
+               "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": "127.0.0.1",
+                        "peerPort": port, "connectTime": "1s"}}),
+        json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "BGPAdvertisement",
+               "metadata": {"name": "all", "namespace": "ferrolb-system"}, "spec": {}}),
+    ];
+    for i in 0..n {
+        docs.push(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("s{i}"), "namespace": "app"},
+            "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                     "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip(i)}]}}}));
+        docs.push(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("s{i}-x"), "namespace": "app",
+                         "labels": {"kubernetes.io/service-name": format!("s{i}")}},
+            "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": NODE,
+                           "conditions": {"ready": true}}]}),
+        );
+    }
+    serde_json::Value::Array(docs).to_string()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn wait(view: &mut watch::Receiver<RouterView>, f: impl Fn(&RouterView) -> bool) {
+    timeout(DEADLINE, view.wait_for(|v| f(v)))
+        .await
+        .expect("deadline")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scale figures; run in release with --ignored --nocapture"]
+async fn scale_figures() {
+    let n: usize = std::env::var("SPEAKER_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut view) = watch::channel(RouterView::default());
+    tokio::spawn(router(listener, tx));
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.apply_yaml_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds"))
+        .unwrap();
+    emu.apply_yaml(&objects(port, n)).unwrap();
+    let client = emu.client().await.unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch_status(
+            NODE,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
+                "conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrolb-speaker"))
+        .args(["--node-name", NODE, "--namespace", "ferrolb-system"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("SPEAKER_SCALE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait(&mut view, |v| v.rib.len() == n).await;
+    let to_all = started.elapsed();
+    let pid = child.id().unwrap();
+    let rss = rss_kib(pid);
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "app");
+    let set_ready = |i: usize, ready: bool| {
+        let slices = slices.clone();
+        async move {
+            let patch = json!({"endpoints": [{"addresses": ["10.1.0.5"], "nodeName": NODE,
+                                              "conditions": {"ready": ready, "serving": ready}}]});
+            slices
+                .patch(
+                    &format!("s{i}-x"),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let (mut down, mut up) = (Vec::new(), Vec::new());
+    for k in 0..30 {
+        let i = (k * 331) % n;
+        let prefix: IpNet = format!("{}/32", ip(i)).parse().unwrap();
+        let t = Instant::now();
+        set_ready(i, false).await;
+        wait(&mut view, |v| !v.rib.contains(&prefix)).await;
+        down.push(t.elapsed());
+        let t = Instant::now();
+        set_ready(i, true).await;
+        wait(&mut view, |v| v.rib.contains(&prefix)).await;
+        up.push(t.elapsed());
+    }
+    down.sort();
+    up.sort();
+    let rss_after = rss_kib(pid);
+    println!("services: {n}, 1 peer");
+    println!("speaker start → all {n} routes at the router: {to_all:?}");
+    println!(
+        "speaker RSS: {} KiB after start, {} KiB after 60 flips",
+        rss, rss_after
+    );
+    println!(
+        "endpoint not ready → withdrawn at router: p50 {:?}, p99 {:?}",
+        percentile(&down, 0.5),
+        percentile(&down, 0.99)
+    );
+    println!(
+        "endpoint ready → announced at router: p50 {:?}, p99 {:?}",
+        percentile(&up, 0.5),
+        percentile(&up, 0.99)
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    emu.shutdown().await;
+}
