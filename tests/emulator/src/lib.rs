@@ -419,7 +419,9 @@ fn apply_one(shared: &Arc<Shared>, doc: Value) -> Result<Value, EmulatorError> {
     let body = serde_json::to_vec(&doc).map_err(|e| EmulatorError::Parse(e.to_string()))?;
     let (obj, _) = st.patch(&info, &ns, &name, None, PatchKind::Apply, &body, &opts)?;
     let status = doc.get("status").filter(|s| !s.is_null());
-    if let (Some(status), true) = (status, info.status_subresource && !info.create_keeps_status) {
+    // Server-side apply through the main resource ignores `status` (E17), even for Nodes whose
+    // plain create keeps it, so a fixture's status always goes through `/status`.
+    if let (Some(status), true) = (status, info.status_subresource) {
         let patch = serde_json::to_vec(&json!({"status": status}))
             .map_err(|e| EmulatorError::Parse(e.to_string()))?;
         let (obj, _) = st.patch(

@@ -807,3 +807,38 @@ async fn streaming_lists_and_metadata_watcher() {
             .contains("PartialObjectMetadataList")
     );
 }
+
+/// A Node fixture keeps its status (conditions), created or re-applied: speakers read readiness
+/// from fixtures only, since no node controller runs here.
+#[tokio::test]
+async fn node_fixture_keeps_its_status() {
+    use k8s_openapi::api::core::v1::Node;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let node = |ready: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\n\
+             status: {{conditions: [{{type: Ready, status: '{ready}'}}]}}\n"
+        )
+    };
+    let nodes: Api<Node> = Api::all(emu.client().await.unwrap());
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| c.status.clone())
+            })
+    };
+    emu.apply_yaml(&node("True")).unwrap();
+    assert_eq!(
+        ready(&nodes.get("n1").await.unwrap()).as_deref(),
+        Some("True")
+    );
+    emu.apply_yaml(&node("False")).unwrap();
+    assert_eq!(
+        ready(&nodes.get("n1").await.unwrap()).as_deref(),
+        Some("False")
+    );
+}
