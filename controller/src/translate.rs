@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ferrolb_shared::allocator::{
-    FamilyRequest, IpFamily, IpFamilyPolicy, IpRange, LabelRequirement, LabelSelector, Labels,
-    PoolConfig, PoolStats, Protocol, ServiceAllocation, ServiceKey, ServiceRequest,
+    FamilyRequest, IpFamily, IpFamilyPolicy, Labels, PoolConfig, PoolStats, Protocol,
+    ServiceAllocation, ServiceKey, ServiceRequest,
 };
 use ferrolb_shared::constants::{
     ADDRESS_POOL_ANNOTATIONS, ALLOW_SHARED_IP_ANNOTATIONS, DEFAULT_LOAD_BALANCER_CLASS,
@@ -17,9 +17,7 @@ use ferrolb_shared::crd::{
     CONDITION_OVERLAPS, CONDITION_VALID, IPAddressPool, IPAddressPoolStatus, REASON_ACCEPTED,
     REASON_INVALID_SPEC, REASON_NO_OVERLAP, REASON_OVERLAPS_POOL, set_condition,
 };
-use ferrolb_shared::validate::{
-    ConfigError, ParsedPool, ParsedSelector, Requirement, parse_load_balancer_ips, summarize,
-};
+use ferrolb_shared::validate::{ConfigError, ParsedPool, parse_load_balancer_ips, summarize};
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
 };
@@ -312,43 +310,18 @@ pub fn strict_service_request(
     })
 }
 
-fn convert_selector(s: &ParsedSelector) -> LabelSelector {
-    LabelSelector {
-        match_labels: Labels::new(),
-        match_expressions: s
-            .requirements
-            .iter()
-            .map(|r| match r {
-                Requirement::In { key, values } => {
-                    LabelRequirement::In(key.clone(), values.iter().cloned().collect())
-                }
-                Requirement::NotIn { key, values } => {
-                    LabelRequirement::NotIn(key.clone(), values.iter().cloned().collect())
-                }
-                Requirement::Exists { key } => LabelRequirement::Exists(key.clone()),
-                Requirement::DoesNotExist { key } => LabelRequirement::DoesNotExist(key.clone()),
-            })
-            .collect(),
-    }
-}
-
 /// The allocator's view of a validated pool, named `name`.
 pub fn pool_config(name: &str, parsed: &ParsedPool) -> PoolConfig {
-    let ranges = parsed
-        .ranges
-        .iter()
-        .filter_map(|r| IpRange::new(r.start(), r.end()).ok())
-        .collect();
     PoolConfig {
         name: name.to_owned(),
-        ranges,
+        ranges: parsed.ranges.clone(),
         auto_assign: parsed.auto_assign,
         avoid_buggy_ips: parsed.avoid_buggy_ips,
         allocation: parsed.allocation.as_ref().map(|a| ServiceAllocation {
             priority: a.priority,
             namespaces: a.namespaces.iter().cloned().collect(),
-            namespace_selectors: a.namespace_selectors.iter().map(convert_selector).collect(),
-            service_selectors: a.service_selectors.iter().map(convert_selector).collect(),
+            namespace_selectors: a.namespace_selectors.clone(),
+            service_selectors: a.service_selectors.clone(),
         }),
     }
 }

@@ -137,7 +137,9 @@ fn service_allocation_namespaces_and_selectors_table() {
     let by_svc = ServiceAllocation {
         service_selectors: vec![
             LabelSelector::labels([("app", "web")]),
-            LabelSelector::default().and(LabelRequirement::Exists("public".into())),
+            LabelSelector::default().and(LabelRequirement::Exists {
+                key: "public".into(),
+            }),
         ],
         ..Default::default()
     };

@@ -24,6 +24,17 @@ impl IpFamily {
         }
     }
 
+    /// The other family (dual-stack's second address).
+    pub fn other(self) -> Self {
+        match self {
+            Self::V4 => Self::V6,
+            Self::V6 => Self::V4,
+        }
+    }
+
+    /// Both families, IPv4 first.
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
     /// Address width in bits: 32 or 128.
     pub fn bits(self) -> u8 {
         match self {
@@ -107,6 +118,15 @@ impl IpRange {
         }
     }
 
+    /// The addresses of the CIDR block `addr/prefix`; host bits set in `addr` are ignored
+    /// (unlike [`parse_address_entry`], which rejects them as a likely typo).
+    pub fn from_cidr(addr: IpAddr, prefix: u8) -> Result<Self, AddressError> {
+        let net = IpNet::new(addr, prefix).map_err(|_| AddressError::Unparsable {
+            entry: format!("{addr}/{prefix}"),
+        })?;
+        Ok(Self::from_net(net))
+    }
+
     /// A range of one address.
     pub fn single(addr: IpAddr) -> Self {
         Self {
@@ -153,6 +173,16 @@ impl IpRange {
     /// Number of addresses, saturating at `u128::MAX` (only `::/0` saturates).
     pub fn len(&self) -> u128 {
         (to_u128(self.end) - to_u128(self.start)).saturating_add(1)
+    }
+
+    /// Number of addresses; the same as [`IpRange::len`], named as the allocator counts.
+    pub fn size(&self) -> u128 {
+        self.len()
+    }
+
+    /// Both ends as numbers (`u128` for either family).
+    pub(crate) fn bounds(&self) -> (u128, u128) {
+        (to_u128(self.start), to_u128(self.end))
     }
 
     /// Always false: a range holds at least one address. Present for API symmetry with `len`.
@@ -276,10 +306,21 @@ pub fn ip_from_u128(family: IpFamily, value: u128) -> Option<IpAddr> {
     }
 }
 
-fn to_u128(addr: IpAddr) -> u128 {
+/// The address as a number; IPv4 occupies the low 32 bits.
+pub(crate) fn to_u128(addr: IpAddr) -> u128 {
     match addr {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The inverse of [`to_u128`] for values known to fit the family (index and pool code only
+/// produce such values); for IPv4 only the low 32 bits count.
+pub(crate) fn from_u128(family: IpFamily, value: u128) -> IpAddr {
+    match family {
+        // Truncation is the intent: IPv4 values never exceed 32 bits here.
+        IpFamily::V4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
+        IpFamily::V6 => IpAddr::V6(Ipv6Addr::from(value)),
     }
 }
 
@@ -448,5 +489,64 @@ mod tests {
         assert!(!a.contains(ip("::ffff:10.0.0.1")));
         let v6 = parse_address_entry("::/0").unwrap();
         assert!(!v6.overlaps(&a));
+    }
+
+    #[test]
+    fn parses_cidrs_ranges_and_singles_with_sizes() {
+        let cases: &[(&str, &str, &str, u128)] = &[
+            ("10.0.0.0/24", "10.0.0.0", "10.0.0.255", 256),
+            ("10.0.0.5-10.0.0.9", "10.0.0.5", "10.0.0.9", 5),
+            ("10.0.0.5 - 10.0.0.9", "10.0.0.5", "10.0.0.9", 5),
+            ("10.1.2.3", "10.1.2.3", "10.1.2.3", 1),
+            ("10.1.2.3/32", "10.1.2.3", "10.1.2.3", 1),
+            ("0.0.0.0/0", "0.0.0.0", "255.255.255.255", 1 << 32),
+            ("fd00::/64", "fd00::", "fd00::ffff:ffff:ffff:ffff", 1 << 64),
+            ("fd00::1-fd00::3", "fd00::1", "fd00::3", 3),
+            (
+                "::/0",
+                "::",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                u128::MAX,
+            ),
+        ];
+        for (text, start, end, size) in cases {
+            let r: IpRange = text.parse().unwrap();
+            assert_eq!(
+                (r.start(), r.end(), r.size()),
+                (ip(start), ip(end), *size),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_cidr_ignores_host_bits_and_checks_the_prefix() {
+        let r = IpRange::from_cidr(ip("10.0.0.7"), 24).unwrap();
+        assert_eq!((r.start(), r.end()), (ip("10.0.0.0"), ip("10.0.0.255")));
+        assert!(IpRange::from_cidr(ip("10.0.0.0"), 33).is_err());
+        assert!(IpRange::from_cidr(ip("fd00::"), 129).is_err());
+        let all = IpRange::from_cidr(ip("::"), 0).unwrap();
+        assert_eq!(all.size(), u128::MAX);
+    }
+
+    #[test]
+    fn rejects_malformed_ranges() {
+        for text in [
+            "10.0.0.9-10.0.0.5",
+            "10.0.0.1-fd00::1",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "nonsense",
+            "10.0.0.0/x",
+        ] {
+            assert!(text.parse::<IpRange>().is_err(), "{text} must be rejected");
+        }
+    }
+
+    #[test]
+    fn families_pair_up() {
+        assert_eq!(IpFamily::V4.other(), IpFamily::V6);
+        assert_eq!(IpFamily::V6.other(), IpFamily::V4);
+        assert_eq!(IpFamily::ALL, [IpFamily::V4, IpFamily::V6]);
     }
 }

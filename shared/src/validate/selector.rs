@@ -6,6 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::error::ConfigError;
 
+/// Label map of an object.
+pub type Labels = BTreeMap<String, String>;
+
 /// Why a label selector (or a label key/value in it) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
@@ -252,6 +255,28 @@ impl ParsedSelector {
         }
     }
 
+    /// A selector requiring exactly these labels (each becomes a one-value `In`), for
+    /// building selectors in code rather than from a manifest.
+    pub fn labels<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            requirements: pairs
+                .into_iter()
+                .map(|(k, v)| Requirement::In {
+                    key: k.into(),
+                    values: BTreeSet::from([v.into()]),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds a requirement.
+    pub fn and(mut self, requirement: Requirement) -> Self {
+        self.requirements.push(requirement);
+        self
+    }
+
     /// Whether an object with `labels` is selected.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
@@ -433,5 +458,41 @@ mod tests {
             &labels(&[])
         ));
         assert!(any_selector_matches(&[sel, everything], &labels(&[])));
+    }
+
+    #[test]
+    fn built_selector_table() {
+        let key = |k: &str| k.to_owned();
+        let set = |v: &str| BTreeSet::from([v.to_owned()]);
+        let team_a = ParsedSelector::labels([("team", "a")]);
+        let not_dev = ParsedSelector::default().and(Requirement::NotIn {
+            key: key("env"),
+            values: set("dev"),
+        });
+        let has_tier = ParsedSelector::default().and(Requirement::Exists { key: key("tier") });
+        let no_tier = ParsedSelector::default().and(Requirement::DoesNotExist { key: key("tier") });
+        let env_in = ParsedSelector::default().and(Requirement::In {
+            key: key("env"),
+            values: set("prod"),
+        });
+        type Case<'a> = (&'a ParsedSelector, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
+            (&ParsedSelector::default(), &[], true),
+            (&team_a, &[("team", "a"), ("x", "y")], true),
+            (&team_a, &[("team", "b")], false),
+            (&team_a, &[], false),
+            (&not_dev, &[], true),
+            (&not_dev, &[("env", "dev")], false),
+            (&not_dev, &[("env", "prod")], true),
+            (&has_tier, &[("tier", "")], true),
+            (&has_tier, &[], false),
+            (&no_tier, &[], true),
+            (&no_tier, &[("tier", "web")], false),
+            (&env_in, &[("env", "prod")], true),
+            (&env_in, &[], false),
+        ];
+        for (i, (sel, l, want)) in cases.iter().enumerate() {
+            assert_eq!(sel.matches(&labels(l)), *want, "case {i}");
+        }
     }
 }
