@@ -6,12 +6,13 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Args, LogFormat};
-use crate::http::{self, HttpError, Readiness};
+use crate::cli::Args;
+use crate::http::Readiness;
 use crate::leader::{LeaderConfig, LeaderElector, Leadership};
 use crate::metrics::Metrics;
 use crate::reconciler::{self, ReconcilerConfig};
 use crate::translate::ClassFilter;
+use ferrolb_ops::HttpError;
 
 /// Everything one controller replica needs besides a client.
 #[derive(Clone, Debug)]
@@ -142,7 +143,7 @@ pub async fn start(client: kube::Client, settings: Settings) -> Result<Running, 
     if elector.is_none() {
         readiness.set_election_settled();
     }
-    let (http_addr, serve) = http::serve(
+    let (http_addr, serve) = ferrolb_ops::serve(
         settings.metrics_addr,
         metrics.clone(),
         readiness.clone(),
@@ -193,16 +194,8 @@ pub async fn start(client: kube::Client, settings: Settings) -> Result<Running, 
     })
 }
 
-/// Sets up logging in the chosen format; `RUST_LOG` overrides the default `info` level.
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
+/// Sets up logging; kept under this name for callers of the binary's library.
+pub use ferrolb_ops::init_logging as init_tracing;
 
 /// The binary: flags, client from the usual sources, run until SIGTERM or Ctrl-C.
 pub async fn main_with(args: Args) -> Result<(), AppError> {

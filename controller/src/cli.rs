@@ -4,20 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use ferrolb_ops::LogFormat;
 
 /// Namespace for the Lease when neither `--lease-namespace` nor `$POD_NAMESPACE` is set.
 pub const DEFAULT_LEASE_NAMESPACE: &str = "ferrolb-system";
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Flags of `ferrolb-controller`.
 #[derive(Clone, Debug, Parser)]

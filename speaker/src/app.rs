@@ -21,13 +21,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Args, LogFormat};
+use crate::cli::Args;
 use crate::events::{self, AnnouncementTracker};
-use crate::http::{self, HttpError, Readiness};
+use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::sessions::{SessionSpec, Sessions, Wanted};
 use crate::views::{ClassFilter, InvalidObject, LastGood, node_router_id, service_views};
 use crate::watch::{Caches, ChangeSignal, Password, SecretWatches, secret_name};
+use ferrolb_ops::HttpError;
 
 /// Default wait after a change before deciding, so a burst of changes is one run.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
@@ -112,7 +113,7 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running, AppErr
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
-    let (http_addr, serve) = http::serve(
+    let (http_addr, serve) = ferrolb_ops::serve(
         settings.metrics_addr,
         metrics.clone(),
         readiness.clone(),
@@ -370,16 +371,8 @@ impl Speaker {
     }
 }
 
-/// Sets up logging in the chosen format; `RUST_LOG` overrides the default `info` level.
-pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
+/// Sets up logging; kept under this name for callers of the binary's library.
+pub use ferrolb_ops::init_logging as init_tracing;
 
 /// The binary: flags, client from the usual sources, run until SIGTERM or Ctrl-C, then
 /// close every session before exiting.

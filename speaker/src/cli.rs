@@ -3,20 +3,11 @@
 
 use std::net::SocketAddr;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use ferrolb_ops::LogFormat;
 
 /// Namespace of the ferrolb objects when neither `--namespace` nor `$POD_NAMESPACE` is set.
 pub const DEFAULT_NAMESPACE: &str = "ferrolb-system";
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Flags of `ferrolb-speaker`.
 #[derive(Clone, Debug, Parser)]
