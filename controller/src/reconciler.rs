@@ -34,13 +34,11 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{ServiceCache, ServiceEvent, ServiceRecord};
 use crate::http::Readiness;
 use crate::leader::Leadership;
 use crate::metrics::{Metrics, pool_labels};
-use crate::translate::{
-    ClassFilter, PoolVerdict, desired_pool_status, is_load_balancer, pool_config, service_key,
-    service_request, slim_service, status_ips,
-};
+use crate::translate::{ClassFilter, PoolVerdict, desired_pool_status, pool_config, service_key};
 
 /// Namespaces matter only for their name and labels.
 fn slim_namespace(ns: &mut Namespace) {
@@ -116,7 +114,7 @@ impl WriteError {
 type WatchItem<K> = Box<Result<watcher::Event<K>, watcher::Error>>;
 
 enum Input {
-    Service(WatchItem<Service>),
+    Service(Box<Result<ServiceEvent, watcher::Error>>),
     Pool(WatchItem<IPAddressPool>),
     Namespace(WatchItem<Namespace>),
 }
@@ -148,7 +146,7 @@ struct Reconciler {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     reporter: Reporter,
-    services: Store<Service>,
+    services: ServiceCache,
     pools: Store<IPAddressPool>,
     namespaces: Store<Namespace>,
     synced: [bool; 3],
@@ -171,6 +169,28 @@ struct Reconciler {
     namespace_labels: BTreeMap<String, Labels>,
     last_notice: HashMap<ServiceKey, Notice>,
     pending_since: HashMap<ServiceKey, Instant>,
+}
+
+/// Services as records: each object is parsed once, on arrival, and dropped.
+fn service_stream(
+    api: Api<Service>,
+    class: ClassFilter,
+) -> impl Stream<Item = Result<ServiceEvent, watcher::Error>> + Send {
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |item| {
+            item.map(|ev| match ev {
+                watcher::Event::Apply(s) => {
+                    ServiceEvent::Apply(Arc::new(ServiceRecord::new(&s, &class)))
+                }
+                watcher::Event::Delete(s) => ServiceEvent::Delete(service_key(&s)),
+                watcher::Event::Init => ServiceEvent::Init,
+                watcher::Event::InitApply(s) => {
+                    ServiceEvent::InitApply(Arc::new(ServiceRecord::new(&s, &class)))
+                }
+                watcher::Event::InitDone => ServiceEvent::InitDone,
+            })
+        })
 }
 
 fn watch_stream<K>(
@@ -200,17 +220,12 @@ pub async fn run(
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), ReconcilerError> {
-    let (svc_store, svc_writer) = reflector::store::<Service>();
     let (pool_store, pool_writer) = reflector::store::<IPAddressPool>();
     let (ns_store, ns_writer) = reflector::store::<Namespace>();
     let inputs = futures::stream::select_all([
-        watch_stream(
-            Api::<Service>::all(client.clone()),
-            svc_writer,
-            slim_service,
-        )
-        .map(|i| Input::Service(Box::new(i)))
-        .boxed(),
+        service_stream(Api::<Service>::all(client.clone()), cfg.class.clone())
+            .map(|i| Input::Service(Box::new(i)))
+            .boxed(),
         watch_stream(
             Api::<IPAddressPool>::all(client.clone()),
             pool_writer,
@@ -239,7 +254,7 @@ pub async fn run(
         metrics,
         readiness,
         reporter,
-        services: svc_store,
+        services: ServiceCache::default(),
         pools: pool_store,
         namespaces: ns_store,
         synced: [false; 3],
@@ -310,6 +325,11 @@ impl Reconciler {
         if self.alloc.is_none() {
             return deadline.min(takeover);
         }
+        // Work queued by the last step itself (freed addresses re-queue waiting Services)
+        // must not wait for an unrelated event to wake the loop.
+        if !self.dirty.is_empty() {
+            return now;
+        }
         let retry = self.retries.values().copied().min().unwrap_or(far);
         let pool = if self.pool_status_dirty {
             self.next_pool_status
@@ -332,25 +352,26 @@ impl Reconciler {
         }
     }
 
-    fn on_service(&mut self, ev: watcher::Event<Service>) {
-        match ev {
-            watcher::Event::Apply(s) | watcher::Event::Delete(s) | watcher::Event::InitApply(s) => {
-                let key = service_key(&s);
-                if status_ips(&s).is_empty() && self.cfg.class.wants_address(&s) {
-                    self.pending_since
-                        .entry(key.clone())
-                        .or_insert_with(Instant::now);
-                }
-                self.dirty.insert(key);
+    fn on_service(&mut self, ev: ServiceEvent) {
+        match &ev {
+            ServiceEvent::Apply(r) | ServiceEvent::InitApply(r)
+                if r.status.is_empty() && r.wants_address =>
+            {
+                self.pending_since
+                    .entry(r.key.clone())
+                    .or_insert_with(Instant::now);
             }
-            watcher::Event::Init => {}
-            watcher::Event::InitDone => {
-                self.synced[0] = true;
-                // After a relist, deletions we missed show up as keys the allocator knows
-                // but the cache does not.
-                if let Some(alloc) = &self.alloc {
-                    self.dirty.extend(alloc.services().cloned());
-                }
+            _ => {}
+        }
+        let done = matches!(ev, ServiceEvent::InitDone);
+        let changed = self.services.apply(ev);
+        self.dirty.extend(changed);
+        if done {
+            self.synced[0] = true;
+            // After a relist, deletions we missed show up as keys the allocator knows
+            // but the cache does not.
+            if let Some(alloc) = &self.alloc {
+                self.dirty.extend(alloc.services().cloned());
             }
         }
     }
@@ -416,11 +437,13 @@ impl Reconciler {
             return;
         }
         self.namespace_labels.insert(ns.to_owned(), labels);
-        for s in self.services.state() {
-            if s.metadata.namespace.as_deref() == Some(ns) {
-                self.dirty.insert(service_key(&s));
-            }
-        }
+        let in_ns: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| k.namespace == ns)
+            .cloned()
+            .collect();
+        self.dirty.extend(in_ns);
     }
 
     // ----- the step ----------------------------------------------------------------------
@@ -494,13 +517,17 @@ impl Reconciler {
         }
         self.pools_dirty = false;
         let mut existing = Vec::new();
-        for s in &listed.items {
-            let ips = status_ips(s);
-            if ips.is_empty() || !self.cfg.class.wants_address(s) {
+        let listed: Vec<ServiceRecord> = listed
+            .items
+            .iter()
+            .map(|s| ServiceRecord::new(s, &self.cfg.class))
+            .collect();
+        for r in &listed {
+            if r.status.is_empty() || !r.wants_address {
                 continue;
             }
-            let (req, _) = service_request(s, &self.ns_labels(s));
-            existing.push((req, ips));
+            let req = r.request_in(&self.ns_labels(&r.key.namespace));
+            existing.push((req, r.status.clone()));
         }
         let reclaimed = alloc.reclaim_all(existing);
         let mut kept = 0usize;
@@ -516,18 +543,13 @@ impl Reconciler {
             "leading: reclaimed addresses from Service status"
         );
         self.alloc = Some(alloc);
-        for s in &listed.items {
-            self.dirty.insert(service_key(s));
-        }
-        for s in self.services.state() {
-            self.dirty.insert(service_key(&s));
-        }
+        self.dirty.extend(listed.into_iter().map(|r| r.key));
+        self.dirty.extend(self.services.keys().cloned());
         self.pool_status_dirty = true;
         Ok(())
     }
 
-    fn ns_labels(&self, svc: &Service) -> Labels {
-        let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+    fn ns_labels(&self, ns: &str) -> Labels {
         self.namespace_labels.get(ns).cloned().unwrap_or_else(|| {
             self.namespaces
                 .get(&ObjectRef::new(ns))
@@ -590,22 +612,19 @@ impl Reconciler {
             }
         }
         // New or larger pools may serve Services that waited; changed rules may move others.
-        for s in self.services.state() {
-            self.dirty.insert(service_key(&s));
-        }
+        self.dirty.extend(self.services.keys().cloned());
         self.pool_status_dirty = true;
     }
 
-    fn service(&self, key: &ServiceKey) -> Option<Arc<Service>> {
-        self.services
-            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    fn service(&self, key: &ServiceKey) -> Option<Arc<ServiceRecord>> {
+        self.services.get(key)
     }
 
     /// Emits an event unless the last one for this Service said the same.
     fn notify(
         &mut self,
         key: &ServiceKey,
-        svc: &Service,
+        svc: &ServiceRecord,
         type_: EventType,
         reason: &str,
         note: String,
@@ -630,7 +649,7 @@ impl Reconciler {
         // scans that cache on each publish (O(n) time per event, ~3 KiB per Service at 10k
         // Services). Repeats are already suppressed above, so its series logic is not needed.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        let reference = svc.object_ref(&());
+        let reference = svc.object_ref();
         tokio::spawn(async move {
             let ev = Event {
                 type_: notice.type_,
@@ -747,22 +766,22 @@ impl Reconciler {
             self.forget(key);
             return None;
         };
-        let actual = status_ips(&svc);
-        let resource_version = svc.metadata.resource_version.clone().unwrap_or_default();
-        let reference = svc.object_ref(&());
+        let actual = svc.status.clone();
+        let resource_version = svc.resource_version.clone();
+        let reference = svc.object_ref();
+        let ns_labels = self.ns_labels(&key.namespace);
         let alloc = self.alloc.as_mut()?;
-        if !self.cfg.class.wants_address(&svc) {
+        if !svc.wants_address {
             self.pending_since.remove(key);
             let held = !alloc.assigned(key).is_empty() || !alloc.retiring(key).is_empty();
             // Another class's Service belongs to another implementation: never touch it.
             // A Service that stopped being a LoadBalancer keeps its status until we clear it,
             // and its addresses stay reserved until the clear lands.
-            let ours_to_clear = !is_load_balancer(&svc)
+            let ours_to_clear = !svc.load_balancer
                 && !actual.is_empty()
                 && (held || actual.iter().any(|ip| alloc.pool_of(*ip).is_some()));
             if ours_to_clear {
-                let (req, _) = service_request(&svc, &self.ns_labels(&svc));
-                let alloc = self.alloc.as_mut()?;
+                let req = svc.request_in(&ns_labels);
                 if actual.iter().any(|ip| {
                     !alloc.assigned(key).contains(ip) && !alloc.retiring(key).contains(ip)
                 }) {
@@ -786,8 +805,8 @@ impl Reconciler {
             self.last_notice.remove(key);
             return None;
         }
-        let (req, request_error) = service_request(&svc, &self.ns_labels(&svc));
-        let alloc = self.alloc.as_mut()?;
+        let req = svc.request_in(&ns_labels);
+        let request_error = svc.request_error.clone();
         let known: BTreeSet<IpAddr> = alloc
             .assigned(key)
             .iter()

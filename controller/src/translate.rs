@@ -18,10 +18,8 @@ use ferrolb_shared::crd::{
     REASON_INVALID_SPEC, REASON_NO_OVERLAP, REASON_OVERLAPS_POOL, set_condition,
 };
 use ferrolb_shared::validate::{ConfigError, ParsedPool, parse_load_balancer_ips, summarize};
-use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Reason of the `Valid=False` condition on a pool whose name another pool already uses.
 pub const REASON_DUPLICATE_NAME: &str = "DuplicateName";
@@ -58,78 +56,6 @@ impl ClassFilter {
 /// `spec.type == LoadBalancer`.
 pub fn is_load_balancer(svc: &Service) -> bool {
     svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
-}
-
-/// Every annotation the controller reads.
-fn read_annotation(name: &str) -> bool {
-    LOAD_BALANCER_IPS_ANNOTATIONS.contains(&name)
-        || ADDRESS_POOL_ANNOTATIONS.contains(&name)
-        || ALLOW_SHARED_IP_ANNOTATIONS.contains(&name)
-}
-
-/// Drops everything from a Service that the controller never reads, so the watch cache
-/// of a large cluster stays small: only identity, labels, our annotations, the spec fields
-/// allocation depends on, and the addresses in status remain.
-pub fn slim_service(svc: &mut Service) {
-    let meta = std::mem::take(&mut svc.metadata);
-    svc.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        creation_timestamp: meta.creation_timestamp,
-        deletion_timestamp: meta.deletion_timestamp,
-        labels: meta.labels,
-        annotations: meta
-            .annotations
-            .map(|a| {
-                a.into_iter()
-                    .filter(|(k, _)| read_annotation(k))
-                    .collect::<BTreeMap<_, _>>()
-            })
-            .filter(|a| !a.is_empty()),
-        ..ObjectMeta::default()
-    };
-    if let Some(spec) = svc.spec.take() {
-        svc.spec = Some(ServiceSpec {
-            type_: spec.type_,
-            load_balancer_class: spec.load_balancer_class,
-            load_balancer_ip: spec.load_balancer_ip,
-            ports: spec.ports.map(|ports| {
-                ports
-                    .into_iter()
-                    .map(|p| ServicePort {
-                        port: p.port,
-                        protocol: p.protocol,
-                        ..ServicePort::default()
-                    })
-                    .collect()
-            }),
-            ip_families: spec.ip_families,
-            ip_family_policy: spec.ip_family_policy,
-            external_traffic_policy: spec.external_traffic_policy,
-            selector: spec.selector,
-            ..ServiceSpec::default()
-        });
-    }
-    if let Some(status) = svc.status.take() {
-        let ingress = status
-            .load_balancer
-            .and_then(|lb| lb.ingress)
-            .map(|ingress| {
-                ingress
-                    .into_iter()
-                    .map(|i| LoadBalancerIngress {
-                        ip: i.ip,
-                        ..LoadBalancerIngress::default()
-                    })
-                    .collect()
-            });
-        svc.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus { ingress }),
-            ..ServiceStatus::default()
-        });
-    }
 }
 
 /// Namespace and name of a Service.
@@ -295,6 +221,14 @@ pub fn strict_service_request(
         .creation_timestamp
         .as_ref()
         .map_or(0, |t| t.0.as_second());
+    let local = spec.external_traffic_policy.as_deref() == Some("Local");
+    // The pods matter only to the sharing rule under `Local`; an empty map costs nothing,
+    // a one-entry one half a KiB per Service per copy.
+    let pod_selector = if local && sharing_key.is_some() {
+        spec.selector.unwrap_or_default()
+    } else {
+        Labels::new()
+    };
     Ok(ServiceRequest {
         key,
         labels: svc.metadata.labels.clone().unwrap_or_default(),
@@ -304,8 +238,8 @@ pub fn strict_service_request(
         sharing_key,
         ports,
         families,
-        external_traffic_policy_local: spec.external_traffic_policy.as_deref() == Some("Local"),
-        pod_selector: spec.selector.unwrap_or_default(),
+        external_traffic_policy_local: local,
+        pod_selector,
         created,
     })
 }
@@ -582,40 +516,6 @@ mod tests {
                 .starts_with("ferrolb.io/loadBalancerIPs: two IPv4"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn slimming_keeps_everything_allocation_reads() {
-        let mut s = lb(
-            json!({"ferrolb.io/loadBalancerIPs": "192.0.2.1", "metallb.io/allow-shared-ip": "k",
-                   "kubectl.kubernetes.io/last-applied-configuration": "{...big...}"}),
-            json!({"externalTrafficPolicy": "Local", "selector": {"app": "web"},
-                   "clusterIP": "10.96.0.1", "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"],
-                   "loadBalancerClass": "ferrolb.io/ferrolb"}),
-        );
-        s.status = Some(
-            serde_json::from_value(json!({
-                "loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "VIP"}]},
-                "conditions": [{"type": "x", "status": "True", "reason": "r", "message": "",
-                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]
-            }))
-            .unwrap(),
-        );
-        let before = (
-            service_request(&s, &Labels::new()),
-            status_ips(&s),
-            ClassFilter::default().wants_address(&s),
-        );
-        slim_service(&mut s);
-        let after = (
-            service_request(&s, &Labels::new()),
-            status_ips(&s),
-            ClassFilter::default().wants_address(&s),
-        );
-        assert_eq!(before, after);
-        assert_eq!(s.metadata.annotations.as_ref().unwrap().len(), 2);
-        assert_eq!(s.spec.as_ref().unwrap().cluster_ip, None);
-        assert!(s.status.as_ref().unwrap().conditions.is_none());
     }
 
     #[test]

@@ -27,20 +27,15 @@ async fn binary_serves_and_releases_its_lease_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     emu.write_kubeconfig(&kubeconfig).unwrap();
-    // A free port for the HTTP server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    // Port 0: the binary picks a free port and logs it, so no other test can take it
+    // between a probe and the bind.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrolb-controller"))
         .env("KUBECONFIG", &kubeconfig)
-        .env("FERROLB_METRICS_ADDR", &addr)
+        .env("FERROLB_METRICS_ADDR", "127.0.0.1:0")
         .env("POD_NAMESPACE", "ferrolb-system")
         .env("POD_NAME", "ctl-0")
         .env("FERROLB_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .args([
             "--lease-duration",
             "4s",
@@ -49,9 +44,30 @@ async fn binary_serves_and_releases_its_lease_on_sigterm() {
             "--retry-period",
             "500ms",
         ])
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let addr = {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let Some(a) = v["fields"]["addr"].as_str() {
+                    return a.to_owned();
+                }
+            }
+            panic!("the controller exited without logging its HTTP address");
+        })
+        .await
+        .expect("the controller logs its HTTP address");
+        // Keep draining, so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        addr
+    };
     wait_until("/readyz to report leading", || async {
         get(&addr, "/readyz")
             .await
