@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use ferrolb_bgp::codec::LargeCommunity;
+use ferrolb_bgp::community::Community;
 use ferrolb_bgp::fsm::{GracefulRestartConfig, PeerAsn, SessionConfig};
 use ferrolb_bgp::runtime::{PeerConfig, RouteAttributes, RouteMap};
 use ipnet::IpNet;
@@ -226,30 +227,29 @@ pub fn parse_prefix_list(text: &str) -> Result<Vec<IpNet>, CliError> {
         .collect()
 }
 
-/// `ASN:VALUE`, each 16 bits.
+/// `ASN:VALUE` (16 bits each) or a well-known name such as `no-export`.
 pub fn parse_community(s: &str) -> Result<u32, CliError> {
-    let bad = || {
+    let c = Community::parse(s).map_err(|e| invalid("--community", e.to_string()))?;
+    c.to_u32().ok_or_else(|| {
         invalid(
             "--community",
-            format!("{s:?}: want ASN:VALUE (16 bits each)"),
+            format!("{s:?} is a large community: use --large-community"),
         )
-    };
-    let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    let a: u16 = a.trim().parse().map_err(|_| bad())?;
-    let b: u16 = b.trim().parse().map_err(|_| bad())?;
-    Ok((u32::from(a) << 16) | u32::from(b))
+    })
 }
 
-/// `GLOBAL:LOCAL1:LOCAL2`, each 32 bits.
+/// `GLOBAL:LOCAL1:LOCAL2`, each 32 bits (the `large:` prefix is optional).
 pub fn parse_large_community(s: &str) -> Result<LargeCommunity, CliError> {
     let bad = || invalid("--large-community", format!("{s:?}: want G:L1:L2"));
-    let parts: Vec<u32> = s
-        .split(':')
-        .map(|x| x.trim().parse::<u32>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let [g, l1, l2] = parts[..] else {
-        return Err(bad());
+    let spelled = if s.trim_start().to_ascii_lowercase().starts_with("large:") {
+        s.to_owned()
+    } else {
+        format!("large:{s}")
     };
+    let [g, l1, l2] = Community::parse(&spelled)
+        .ok()
+        .and_then(|c| c.large())
+        .ok_or_else(bad)?;
     Ok(LargeCommunity {
         global_admin: g,
         local_data1: l1,
@@ -468,6 +468,19 @@ mod tests {
         let p = std::env::temp_dir().join(format!("ferrolb-bgp-cli-{}-{name}", std::process::id()));
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn communities_take_numbers_names_and_large_values() {
+        assert_eq!(parse_community("65000:100").unwrap(), (65000 << 16) | 100);
+        assert_eq!(parse_community("no-export").unwrap(), 0xFFFF_FF01);
+        assert!(parse_community("65536:1").is_err());
+        assert!(parse_community("large:1:2:3").is_err());
+        for spelled in ["1:2:3", "large:1:2:3"] {
+            let l = parse_large_community(spelled).unwrap();
+            assert_eq!((l.global_admin, l.local_data1, l.local_data2), (1, 2, 3));
+        }
+        assert!(parse_large_community("1:2").is_err());
     }
 
     #[test]
