@@ -2,7 +2,8 @@
 //! the controller and the speaker.
 //!
 //! - [`crd`]: the custom resources [`IPAddressPool`](crd::IPAddressPool),
-//!   [`BGPPeer`](crd::BGPPeer) and [`BGPAdvertisement`](crd::BGPAdvertisement), condition
+//!   [`BGPPeer`](crd::BGPPeer) and [`BGPAdvertisement`](crd::BGPAdvertisement), the per-node
+//!   [`SpeakerStatus`](crd::SpeakerStatus) the speakers write, condition
 //!   helpers, and the rendering of their CRDs ([`all_crds`], [`crd::render_crd_files`]; the
 //!   `crdgen` binary writes them into the Helm chart).
 //! - [`validate`]: `validate()` on each spec turns user input into parsed forms

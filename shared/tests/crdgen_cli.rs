@@ -38,7 +38,8 @@ fn writes_then_checks_then_names_the_stale_file() {
         [
             "bgpadvertisements.ferrolb.io.yaml",
             "bgppeers.ferrolb.io.yaml",
-            "ipaddresspools.ferrolb.io.yaml"
+            "ipaddresspools.ferrolb.io.yaml",
+            "speakerstatuses.ferrolb.io.yaml"
         ]
     );
 

@@ -326,6 +326,12 @@ fn names_scope_columns_and_subresources() {
                 s(&["bgpadv"]),
                 s(&["ferrolb"])
             ),
+            (
+                "speakerstatuses.ferrolb.io".to_owned(),
+                "Namespaced".to_owned(),
+                s(&["spst"]),
+                s(&["ferrolb"])
+            ),
         ]
     );
     for crd in &crds {
@@ -376,6 +382,17 @@ fn names_scope_columns_and_subresources() {
             "Pools=.spec.ipAddressPools",
             "Peers=.spec.peers",
             "Age=.metadata.creationTimestamp"
+        ]
+    );
+    assert_eq!(
+        columns(3),
+        [
+            "Node=.spec.nodeName",
+            "Established=.status.sessionsEstablished",
+            "Sessions=.status.sessions",
+            "Prefixes=.status.prefixesAdvertised",
+            "Service IPs=.status.announcedServiceIPs",
+            "Updated=.status.lastUpdateTime"
         ]
     );
 }

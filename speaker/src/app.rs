@@ -26,14 +26,16 @@ use crate::events::{self, AnnouncementTracker};
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::sessions::{SessionSpec, Sessions, Wanted};
-use crate::views::{ClassFilter, InvalidObject, LastGood, node_router_id, service_views};
+use crate::status::{self, NodeFacts};
+use crate::views::{ClassFilter, InvalidObject, LastGood, node_router_id};
 use crate::watch::{Caches, ChangeSignal, Password, SecretWatches, secret_name};
 use ferrolb_ops::HttpError;
 
 /// Default wait after a change before deciding, so a burst of changes is one run.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
 
-/// Reason sent in the Cease NOTIFICATION when the speaker stops.
+/// Reason sent in the Cease NOTIFICATION when the speaker stops (sessions without
+/// graceful restart).
 pub const SHUTDOWN_REASON: &str = "ferrolb-speaker shutting down";
 
 /// Everything one speaker needs besides a client.
@@ -93,8 +95,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Graceful stop: every session is closed with a Cease NOTIFICATION (routes withdrawn
-    /// at the routers at once) before this returns.
+    /// Graceful stop, before this returns: sessions with graceful restart agreed on both
+    /// sides are closed without a NOTIFICATION (the routers keep the routes as stale for
+    /// the restart time); every other session withdraws its routes, then sends a Cease.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.main.await;
@@ -158,6 +161,8 @@ struct Speaker {
     peer_problems: BTreeMap<PeerName, String>,
     tracker: AnnouncementTracker,
     reporter: Reporter,
+    /// What the node's `SpeakerStatus` writer needs from each decision run.
+    status_facts: watch::Sender<Option<NodeFacts>>,
 }
 
 /// The decision loop; returns after every session has been shut down.
@@ -171,6 +176,16 @@ async fn run(
     let (tx, mut rx) = watch::channel(());
     let changed: ChangeSignal = Arc::new(tx);
     let caches = Caches::start(&client, &settings.node_name, &settings.namespace, &changed);
+    let (status_facts, facts_rx) = watch::channel(None);
+    let status_writer = status::spawn_writer(
+        client.clone(),
+        settings.node_name.clone(),
+        settings.namespace.clone(),
+        metrics.session_board.clone(),
+        facts_rx,
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let mut speaker = Speaker {
         client,
         metrics: metrics.clone(),
@@ -185,6 +200,7 @@ async fn run(
             controller: "ferrolb-speaker".to_owned(),
             instance: Some(settings.node_name.clone()),
         },
+        status_facts,
         settings,
     };
     tracing::info!(node = %speaker.settings.node_name, namespace = %speaker.settings.namespace, "watching");
@@ -211,6 +227,10 @@ async fn run(
     }
     tracing::info!("shutting down: closing every BGP session");
     speaker.sessions.shutdown_all(SHUTDOWN_REASON).await;
+    // The object keeps its last status (its `lastUpdateTime` tells how old it is). The
+    // writer normally ended with `shutdown` already; the loop may also end without it.
+    status_writer.abort();
+    let _ = status_writer.await;
 }
 
 impl Speaker {
@@ -236,12 +256,7 @@ impl Speaker {
             .map(|(_, v)| v.clone())
             .collect();
         let peers: Vec<PeerView> = self.config.peers.values().map(|(_, v)| v.clone()).collect();
-        let service_objects = self.caches.services();
-        let services = service_views(
-            &service_objects,
-            &self.caches.slices(),
-            &self.settings.class,
-        );
+        let services = self.caches.service_views(&self.settings.class);
         let t_views = started.elapsed();
         let snapshot = Snapshot {
             node: &node_view,
@@ -279,11 +294,39 @@ impl Speaker {
         self.sessions.apply(&wanted, &routes, decided_at).await;
         let t_apply = started.elapsed();
         let flips = self.tracker.update(&decisions, &self.settings.node_name);
-        events::publish(&self.client, &self.reporter, flips, &service_objects);
+        let flipped = self.caches.services_named(flips.iter().map(|f| &f.key));
+        events::publish(&self.client, &self.reporter, flips, &flipped);
         let announced = decisions.announced_ip_count();
         self.metrics
             .announced_ips
             .set(i64::try_from(announced).unwrap_or(i64::MAX));
+        let facts = NodeFacts {
+            node_uid: node.as_deref().and_then(|n| n.metadata.uid.clone()),
+            sessions: decisions
+                .sessions
+                .iter()
+                .filter_map(|name| {
+                    let p = by_name.get(&**name)?;
+                    Some((
+                        name.to_string(),
+                        SocketAddr::new(p.peer_address, p.peer_port),
+                    ))
+                })
+                .collect(),
+            problems: self
+                .peer_problems
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            announced_ips: announced,
+        };
+        self.status_facts.send_if_modified(|f| {
+            let changed = f.as_ref() != Some(&facts);
+            if changed {
+                *f = Some(facts);
+            }
+            changed
+        });
         tracing::debug!(
             node_seen = node.is_some(),
             node_ready = node_view.ready,

@@ -8,10 +8,13 @@
 //! - [`views`]: cached objects → the decision's views; invalid objects keep their last valid
 //!   version.
 //! - [`sessions`]: one BGP session per peer selecting this node, fed its full route set.
-//! - [`app`]: the debounced decision loop, start-up and shutdown (Cease on SIGTERM).
+//! - [`app`]: the debounced decision loop, start-up and shutdown (on SIGTERM: withdraw
+//!   and Cease, or a graceful-restart close where both sides agreed to it).
 //! - [`events`]: an event on a Service only when its announcement from this node starts or
 //!   stops.
 //! - [`metrics`], [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`status`]: the node's `SpeakerStatus` object (sessions, state, prefixes, last
+//!   error), written on change and at most once a second.
 //!
 //! The decision itself is `ferrolb_shared::announce::decide`, pure and tested there.
 
@@ -21,5 +24,6 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod sessions;
+pub mod status;
 pub mod views;
 pub mod watch;

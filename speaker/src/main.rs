@@ -5,7 +5,7 @@ use clap::Parser;
 use ferrolb_speaker::app::main_with;
 use ferrolb_speaker::cli::Args;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match main_with(args).await {

@@ -1,5 +1,6 @@
 //! The speaker's Prometheus metrics, all prefixed `ferrolb_`, and the per-peer task that
-//! follows a session's status into them.
+//! follows a session's status into them (and into the [`SessionBoard`] behind the node's
+//! `SpeakerStatus`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+
+use crate::status::SessionBoard;
 
 /// Label set `{peer}`.
 pub type PeerLabels = Vec<(String, String)>;
@@ -48,6 +51,9 @@ pub struct Metrics {
     pub reconciles: Counter,
     /// 1 once every watch cache is synced.
     pub caches_synced: Gauge,
+    /// The sessions' latest status, for the node's `SpeakerStatus` object (not exported as
+    /// metrics; kept here because [`follow_peer`] already sees every status change).
+    pub session_board: SessionBoard,
 }
 
 impl Metrics {
@@ -112,6 +118,7 @@ impl Metrics {
             reconcile_errors,
             reconciles,
             caches_synced,
+            session_board: SessionBoard::default(),
         }
     }
 
@@ -136,6 +143,7 @@ impl Metrics {
         self.session_up.remove(&labels);
         self.prefixes_advertised.remove(&labels);
         self.updates_sent.remove(&labels);
+        self.session_board.forget(peer);
     }
 }
 
@@ -181,6 +189,7 @@ pub async fn follow_peer(
     let mut last_session = None;
     loop {
         let s = status.borrow_and_update().clone();
+        metrics.session_board.observe(&peer, &s);
         if s.established_at != last_session {
             // A new session counts from zero again.
             last_session = s.established_at;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_bgp::codec::{Family, LargeCommunity};
 use ferrolb_bgp::fsm::{Backoff, GracefulRestartConfig, PeerAsn, SessionConfig, State};
-use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, RouteAttributes, RouteMap};
+use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, PeerStatus, RouteAttributes, RouteMap};
 use ferrolb_shared::announce::{PeerName, Route};
 use ferrolb_shared::validate::ParsedPeer;
 use ipnet::IpNet;
@@ -132,31 +132,66 @@ impl SessionSpec {
 /// `Route::next_hop` is not carried: no configuration sets it yet, and the runtime derives
 /// NEXT_HOP from the session's local address.
 pub fn route_map(routes: &BTreeMap<IpNet, Route>) -> RouteMap {
-    let mut interned: HashMap<RouteAttributes, Arc<RouteAttributes>> = HashMap::new();
+    route_map_interned(routes, &mut HashMap::new())
+}
+
+/// [`route_map`] with an attribute table shared by several calls, so the peers of one
+/// decision run share their attribute sets too.
+fn route_map_interned(
+    routes: &BTreeMap<IpNet, Route>,
+    interned: &mut HashMap<RouteAttributes, Arc<RouteAttributes>>,
+) -> RouteMap {
     routes
         .iter()
         .map(|(prefix, route)| {
-            let attrs = RouteAttributes {
-                communities: route.communities.clone(),
-                large_communities: route
-                    .large_communities
-                    .iter()
-                    .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
-                        global_admin,
-                        local_data1,
-                        local_data2,
-                    })
-                    .collect(),
-                local_pref: route.local_pref,
-                med: None,
+            let attrs = attributes(route);
+            let shared = match interned.get(&attrs) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Arc::new(attrs.clone());
+                    interned.insert(attrs, a.clone());
+                    a
+                }
             };
-            let shared = interned
-                .entry(attrs.clone())
-                .or_insert_with(|| Arc::new(attrs))
-                .clone();
             (*prefix, shared)
         })
         .collect()
+}
+
+fn attributes(route: &Route) -> RouteAttributes {
+    RouteAttributes {
+        communities: route.communities.clone(),
+        large_communities: route
+            .large_communities
+            .iter()
+            .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
+                global_admin,
+                local_data1,
+                local_data2,
+            })
+            .collect(),
+        local_pref: route.local_pref,
+        med: None,
+    }
+}
+
+/// Whether `sent` is exactly what [`route_map`] makes of `desired`, compared without
+/// building it: at 10k routes per peer, a second copy of every table would cost more memory
+/// than the comparison costs time.
+pub fn same_routes(desired: &BTreeMap<IpNet, Route>, sent: &RouteMap) -> bool {
+    desired.len() == sent.len()
+        && desired.iter().all(|(prefix, route)| {
+            sent.get(prefix).is_some_and(|a| {
+                a.communities == route.communities
+                    && a.local_pref == route.local_pref
+                    && a.med.is_none()
+                    && a.large_communities.len() == route.large_communities.len()
+                    && a.large_communities
+                        .iter()
+                        .zip(&route.large_communities)
+                        .all(|(l, r)| [l.global_admin, l.local_data1, l.local_data2] == *r)
+            })
+        })
 }
 
 /// What the caller wants for one peer that selects this node.
@@ -173,7 +208,8 @@ struct Session {
     spec: SessionSpec,
     handle: PeerHandle,
     pending: PendingChange,
-    sent: Option<BTreeMap<IpNet, Route>>,
+    /// The routes last handed to the runtime, shared with it (not a copy).
+    sent: Option<Arc<RouteMap>>,
     follower: JoinHandle<()>,
 }
 
@@ -257,9 +293,13 @@ impl Sessions {
             );
         }
         let empty = BTreeMap::new();
+        let mut interned = HashMap::new();
         for (name, s) in &mut self.sessions {
             let desired = routes.get(name).unwrap_or(&empty);
-            if s.sent.as_ref() == Some(desired) {
+            if s.sent
+                .as_ref()
+                .is_some_and(|sent| same_routes(desired, sent))
+            {
                 continue;
             }
             tracing::debug!(peer = %name, routes = desired.len(), "desired routes changed");
@@ -268,33 +308,107 @@ impl Sessions {
             if s.handle.status().borrow().state == State::Established {
                 s.pending.mark(decided_at);
             }
-            s.handle.set_routes(route_map(desired));
-            s.sent = Some(desired.clone());
+            let map = Arc::new(route_map_interned(desired, &mut interned));
+            s.handle.set_routes_shared(map.clone());
+            s.sent = Some(map);
         }
     }
 
-    /// Closes every session with a Cease NOTIFICATION (the routers drop our routes at
-    /// once), all in parallel.
+    /// Ends every session for a speaker that is stopping, all in parallel (DESIGN §4, issue
+    /// 5: "routes withdrawn, or with graceful restart enabled, a graceful close"):
+    /// - graceful restart negotiated on an Established session (enabled on the `BGPPeer`
+    ///   and supported by the router): the TCP connection is closed without a
+    ///   NOTIFICATION and nothing is withdrawn, so the router keeps forwarding to this node
+    ///   for the restart time while the speaker restarts (RFC 4724 §4.2);
+    /// - otherwise every route is withdrawn with UPDATEs (waiting for the runtime to send
+    ///   them, at most [`SHUTDOWN_TIMEOUT`]) and the session is closed with a Cease
+    ///   NOTIFICATION carrying `reason`.
     pub async fn shutdown_all(&mut self, reason: &str) {
         let sessions = std::mem::take(&mut self.sessions);
         let metrics = self.metrics.clone();
         let stops = sessions.into_iter().map(|(name, s)| {
             let metrics = metrics.clone();
-            async move { stop_session(&name, s, reason, &metrics).await }
+            async move {
+                let how = shutdown_kind(&s.spec, &s.handle.status().borrow());
+                match how {
+                    ShutdownKind::GracefulClose => {
+                        tracing::info!(peer = %name, "graceful restart: closing the BGP session without NOTIFICATION; the router keeps our routes for the restart time");
+                    }
+                    ShutdownKind::WithdrawThenCease => {
+                        withdraw_all(&name, &s.handle).await;
+                    }
+                }
+                stop_session(&name, s, how, reason, &metrics).await;
+            }
         });
         futures::future::join_all(stops).await;
     }
 
     async fn stop(&self, name: &str, s: Session, reason: &str) {
-        stop_session(name, s, reason, &self.metrics).await;
+        stop_session(
+            name,
+            s,
+            ShutdownKind::WithdrawThenCease,
+            reason,
+            &self.metrics,
+        )
+        .await;
     }
 }
 
-async fn stop_session(name: &str, s: Session, reason: &str, metrics: &Metrics) {
-    if tokio::time::timeout(SHUTDOWN_TIMEOUT, s.handle.shutdown(reason))
-        .await
-        .is_err()
-    {
+/// How one session ends when the speaker stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownKind {
+    /// Withdraw every route, then a Cease NOTIFICATION.
+    WithdrawThenCease,
+    /// Close the transport only: the router keeps our routes as stale (RFC 4724).
+    GracefulClose,
+}
+
+/// A graceful close only when it will be honoured: graceful restart configured on our side
+/// and advertised by the router in the session that is up now. Anything else (the router
+/// does not do graceful restart, the session is not up) withdraws and sends a Cease.
+pub fn shutdown_kind(spec: &SessionSpec, status: &PeerStatus) -> ShutdownKind {
+    let negotiated = status.state == State::Established
+        && status
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.peer_graceful_restart.is_some());
+    if spec.graceful_restart && negotiated {
+        ShutdownKind::GracefulClose
+    } else {
+        ShutdownKind::WithdrawThenCease
+    }
+}
+
+/// Withdraws every route of an Established session and waits (at most
+/// [`SHUTDOWN_TIMEOUT`]) until the runtime has sent the withdrawals.
+async fn withdraw_all(name: &str, handle: &PeerHandle) {
+    let mut status = handle.status();
+    if status.borrow().state != State::Established {
+        return;
+    }
+    handle.set_routes(RouteMap::new());
+    let done = status.wait_for(|s| s.state != State::Established || s.advertised == 0);
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, done).await {
+        Ok(_) => tracing::info!(peer = %name, "routes withdrawn"),
+        Err(_) => tracing::warn!(peer = %name, "routes not withdrawn in time; closing anyway"),
+    }
+}
+
+/// Ends a session's task: a Cease NOTIFICATION for [`ShutdownKind::WithdrawThenCease`] (any
+/// withdrawal was sent before), a close without NOTIFICATION for
+/// [`ShutdownKind::GracefulClose`]; then forgets its metrics.
+async fn stop_session(name: &str, s: Session, how: ShutdownKind, reason: &str, metrics: &Metrics) {
+    let stopped = match how {
+        ShutdownKind::WithdrawThenCease => {
+            tokio::time::timeout(SHUTDOWN_TIMEOUT, s.handle.shutdown(reason)).await
+        }
+        ShutdownKind::GracefulClose => {
+            tokio::time::timeout(SHUTDOWN_TIMEOUT, s.handle.close()).await
+        }
+    };
+    if stopped.is_err() {
         tracing::warn!(peer = %name, "BGP session did not stop in time; abandoned");
     }
     // The follower ends once the peer task has dropped its status sender; waiting for it
@@ -353,6 +467,103 @@ mod tests {
         assert_eq!(cfg.session.families, vec![Family::Ipv6Unicast]);
         assert_eq!(cfg.ttl, None);
         assert_eq!(cfg.session.graceful_restart, None);
+    }
+
+    #[test]
+    fn same_routes_compares_what_the_runtime_would_send() {
+        let route = |p: &str, c: Vec<u32>, lp: Option<u32>| {
+            let prefix: IpNet = p.parse().unwrap();
+            (
+                prefix,
+                Route {
+                    prefix,
+                    next_hop: None,
+                    communities: c,
+                    large_communities: vec![[64512, 1, 2]],
+                    local_pref: lp,
+                },
+            )
+        };
+        let base: BTreeMap<_, _> = [
+            route("192.0.2.1/32", vec![1], None),
+            route("192.0.2.2/32", vec![1], None),
+        ]
+        .into();
+        let sent = route_map(&base);
+        assert!(same_routes(&base, &sent));
+        let mut more = base.clone();
+        more.extend([route("192.0.2.3/32", vec![1], None)]);
+        assert!(!same_routes(&more, &sent));
+        let mut other_attrs = base.clone();
+        other_attrs.extend([route("192.0.2.2/32", vec![2], None)]);
+        assert!(!same_routes(&other_attrs, &sent));
+        let mut other_pref = base.clone();
+        other_pref.extend([route("192.0.2.2/32", vec![1], Some(200))]);
+        assert!(!same_routes(&other_pref, &sent));
+        let mut other_large = base.clone();
+        other_large
+            .get_mut(&"192.0.2.1/32".parse().unwrap())
+            .unwrap()
+            .large_communities = vec![[64512, 1, 3]];
+        assert!(!same_routes(&other_large, &sent));
+        let mut other_prefix = base.clone();
+        other_prefix.remove(&"192.0.2.2/32".parse().unwrap());
+        other_prefix.extend([route("192.0.2.9/32", vec![1], None)]);
+        assert!(!same_routes(&other_prefix, &sent));
+        assert!(same_routes(&BTreeMap::new(), &RouteMap::new()));
+    }
+
+    #[test]
+    fn graceful_close_only_when_both_sides_do_graceful_restart() {
+        let spec = |gr: bool| {
+            SessionSpec::new(
+                &peer(serde_json::json!({
+                    "myASN": 64513, "peerASN": 64512, "peerAddress": "172.30.0.1",
+                    "enableGracefulRestart": gr,
+                })),
+                Ipv4Addr::new(10, 0, 0, 1),
+                None,
+            )
+        };
+        let status = |state: State, router_gr: bool| {
+            let negotiated = ferrolb_bgp::fsm::Negotiated {
+                peer_asn: 64512,
+                peer_router_id: Ipv4Addr::new(172, 30, 0, 1),
+                ibgp: false,
+                hold_time: 90,
+                keepalive: 30,
+                four_octet_as: true,
+                families: vec![Family::Ipv4Unicast],
+                route_refresh: true,
+                peer_graceful_restart: router_gr.then(|| ferrolb_bgp::codec::GracefulRestart {
+                    restart_flags: 0,
+                    restart_time: 120,
+                    families: vec![],
+                }),
+            };
+            PeerStatus {
+                state,
+                negotiated: (state == State::Established).then_some(negotiated),
+                ..PeerStatus::default()
+            }
+        };
+        use ShutdownKind::*;
+        assert_eq!(
+            shutdown_kind(&spec(true), &status(State::Established, true)),
+            GracefulClose
+        );
+        assert_eq!(
+            shutdown_kind(&spec(false), &status(State::Established, true)),
+            WithdrawThenCease
+        );
+        assert_eq!(
+            shutdown_kind(&spec(true), &status(State::Established, false)),
+            WithdrawThenCease
+        );
+        assert_eq!(
+            shutdown_kind(&spec(true), &status(State::Active, true)),
+            WithdrawThenCease
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ferrolb_shared::announce::{EndpointView, ServiceView};
+use ferrolb_shared::allocator::ServiceKey;
+use ferrolb_shared::announce::{EndpointView, ServiceView, TrafficPolicy};
 use ferrolb_shared::constants::DEFAULT_LOAD_BALANCER_CLASS;
 use ferrolb_shared::validate::{ConfigError, summarize};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceSpec, ServiceStatus,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
@@ -36,7 +39,12 @@ impl ClassFilter {
         if spec.type_.as_deref() != Some("LoadBalancer") {
             return false;
         }
-        match (&self.lb_class, spec.load_balancer_class.as_deref()) {
+        self.handles_class(spec.load_balancer_class.as_deref())
+    }
+
+    /// Whether a `type: LoadBalancer` Service with this `spec.loadBalancerClass` is ours.
+    pub fn handles_class(&self, class: Option<&str>) -> bool {
+        match (&self.lb_class, class) {
             (Some(ours), Some(theirs)) => ours == theirs,
             (Some(_), None) => false,
             (None, None) => true,
@@ -80,6 +88,197 @@ pub fn service_views(
                 .map(|v| EndpointView::from_slices(v.iter().copied()))
                 .unwrap_or_default();
             ServiceView::from_service(s, endpoints)
+        })
+        .collect()
+}
+
+/// What the speaker keeps of a `type: LoadBalancer` Service: exactly what the decision and
+/// the Service events read. At 10k Services, whole `Service` objects (even trimmed) cost
+/// ten times as much memory as these records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// `spec.loadBalancerClass`.
+    pub class: Option<Box<str>>,
+    /// Labels (for `serviceSelectors`).
+    pub labels: BTreeMap<String, String>,
+    /// The addresses of `status.loadBalancer.ingress`.
+    pub ips: Box<[IpAddr]>,
+    /// `spec.externalTrafficPolicy`.
+    pub traffic_policy: TrafficPolicy,
+    /// `metadata.uid`, for events on the Service.
+    pub uid: Option<Box<str>>,
+}
+
+impl ServiceRecord {
+    /// The record of a Service; `None` unless it is `type: LoadBalancer` (no class filter
+    /// ever handles other types, so they are not kept at all).
+    pub fn from_service(svc: &Service) -> Option<Self> {
+        let spec = svc.spec.as_ref()?;
+        if spec.type_.as_deref() != Some("LoadBalancer") {
+            return None;
+        }
+        // The same reading of ingress and traffic policy as the decision's own view.
+        let view = ServiceView::from_service(svc, EndpointView::default());
+        Some(ServiceRecord {
+            class: spec.load_balancer_class.as_deref().map(Box::from),
+            labels: view.labels,
+            ips: view.ips.into_boxed_slice(),
+            traffic_policy: view.traffic_policy,
+            uid: svc.metadata.uid.as_deref().map(Box::from),
+        })
+    }
+
+    /// The decision's view of this Service.
+    pub fn view(&self, key: ServiceKey, endpoints: EndpointView) -> ServiceView {
+        ServiceView {
+            key,
+            labels: self.labels.clone(),
+            ips: self.ips.to_vec(),
+            traffic_policy: self.traffic_policy,
+            endpoints,
+        }
+    }
+
+    /// A minimal `Service` carrying what the record holds (for events, which need an object
+    /// reference, and for callers that still take objects).
+    pub fn to_service(&self, namespace: &str, name: &str) -> Service {
+        let mut svc = Service::default();
+        svc.metadata.namespace = Some(namespace.to_owned());
+        svc.metadata.name = Some(name.to_owned());
+        svc.metadata.uid = self.uid.as_deref().map(str::to_owned);
+        if !self.labels.is_empty() {
+            svc.metadata.labels = Some(self.labels.clone());
+        }
+        svc.spec = Some(ServiceSpec {
+            type_: Some("LoadBalancer".to_owned()),
+            load_balancer_class: self.class.as_deref().map(str::to_owned),
+            external_traffic_policy: Some(
+                match self.traffic_policy {
+                    TrafficPolicy::Cluster => "Cluster",
+                    TrafficPolicy::Local => "Local",
+                }
+                .to_owned(),
+            ),
+            ..ServiceSpec::default()
+        });
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(
+                    self.ips
+                        .iter()
+                        .map(|ip| LoadBalancerIngress {
+                            ip: Some(ip.to_string()),
+                            ..LoadBalancerIngress::default()
+                        })
+                        .collect(),
+                ),
+            }),
+            ..ServiceStatus::default()
+        });
+        svc
+    }
+}
+
+/// Endpoint health of one node in one EndpointSlice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeHealth {
+    /// Some endpoint on the node is ready.
+    pub ready: bool,
+    /// Some endpoint on the node is ready or serving (terminating but still serving).
+    pub serving: bool,
+}
+
+/// What the speaker keeps of an EndpointSlice: its Service and, per node, whether it has
+/// ready or serving endpoints. Addresses, ports and the rest are never read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceRecord {
+    /// The Service named by the `kubernetes.io/service-name` label.
+    pub service: Box<str>,
+    /// Per node name (`""` for endpoints without one), at most one entry each.
+    pub nodes: Box<[(Box<str>, NodeHealth)]>,
+}
+
+impl SliceRecord {
+    /// The record of a slice; `None` without the Service label (such slices belong to no
+    /// Service). Conditions are read as [`EndpointView::from_slices`] reads them.
+    pub fn from_slice(slice: &EndpointSlice) -> Option<Self> {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()?
+            .get(SERVICE_NAME_LABEL)?
+            .as_str();
+        let mut nodes: Vec<(Box<str>, NodeHealth)> = Vec::new();
+        for endpoint in &slice.endpoints {
+            if endpoint.addresses.is_empty() {
+                continue;
+            }
+            let node = endpoint.node_name.as_deref().unwrap_or_default();
+            let conditions = endpoint.conditions.as_ref();
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready) || ready;
+            match nodes.iter_mut().find(|(n, _)| &**n == node) {
+                Some((_, h)) => {
+                    h.ready |= ready;
+                    h.serving |= serving;
+                }
+                None => nodes.push((node.into(), NodeHealth { ready, serving })),
+            }
+        }
+        Some(SliceRecord {
+            service: service.into(),
+            nodes: nodes.into_boxed_slice(),
+        })
+    }
+}
+
+/// The endpoint view of a Service from its slices' records. Nodes that are ready are not
+/// repeated among the serving ones: no decision depends on it (see [`EndpointView`]), and
+/// it saves a set per Service.
+pub fn endpoint_view<'a>(slices: impl IntoIterator<Item = &'a SliceRecord>) -> EndpointView {
+    let mut view = EndpointView::default();
+    let all: Vec<(&str, NodeHealth)> = slices
+        .into_iter()
+        .flat_map(|s| s.nodes.iter().map(|(n, h)| (&**n, *h)))
+        .collect();
+    for (node, h) in &all {
+        if h.ready {
+            view.ready_nodes.insert((*node).to_owned());
+        }
+    }
+    for (node, h) in &all {
+        if h.serving && !view.ready_nodes.contains(*node) {
+            view.serving_nodes.insert((*node).to_owned());
+        }
+    }
+    view
+}
+
+/// [`service_views`] over records: every `(namespace, name, record)` Service our class
+/// handles, with the endpoints of the `(namespace, record)` slices that name it.
+pub fn record_views<'a>(
+    services: impl IntoIterator<Item = (&'a str, &'a str, &'a ServiceRecord)>,
+    slices: impl IntoIterator<Item = (&'a str, &'a SliceRecord)>,
+    class: &ClassFilter,
+) -> Vec<ServiceView> {
+    // Sorted by (namespace, Service) for look-ups: lighter than a map of vectors.
+    let mut by_service: Vec<(&str, &str, &SliceRecord)> = slices
+        .into_iter()
+        .map(|(ns, r)| (ns, &*r.service, r))
+        .collect();
+    by_service.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    services
+        .into_iter()
+        .filter(|(_, _, r)| class.handles_class(r.class.as_deref()))
+        .map(|(ns, name, r)| {
+            let start = by_service.partition_point(|s| (s.0, s.1) < (ns, name));
+            let end = start
+                + by_service[start..]
+                    .iter()
+                    .take_while(|s| (s.0, s.1) == (ns, name))
+                    .count();
+            let endpoints = endpoint_view(by_service[start..end].iter().map(|s| s.2));
+            r.view(ServiceKey::new(ns, name), endpoints)
         })
         .collect()
 }
@@ -257,6 +456,129 @@ mod tests {
         assert!(web.endpoints.ready_nodes.contains("n1"));
         let db = views.iter().find(|v| v.key.name == "db").unwrap();
         assert!(db.endpoints.ready_nodes.is_empty());
+    }
+
+    fn slice_with(service: &str, endpoints: serde_json::Value) -> Arc<EndpointSlice> {
+        Arc::new(json(serde_json::json!({
+            "metadata": {"namespace": "app", "name": format!("{service}-{}", endpoints.to_string().len()),
+                         "labels": {SERVICE_NAME_LABEL: service}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+        })))
+    }
+
+    /// The views from records decide exactly as the views from objects: same Services, keys,
+    /// addresses, policy, and endpoint sets (serving nodes compared without the ready ones,
+    /// which no decision reads there).
+    #[test]
+    fn record_views_match_object_views() {
+        let mut services = vec![
+            service("web", None, "LoadBalancer"),
+            service("db", None, "LoadBalancer"),
+            service("other", Some("other.io/lb"), "LoadBalancer"),
+            service("cluster", None, "ClusterIP"),
+            service("lonely", None, "LoadBalancer"),
+        ];
+        let mut labelled = (*service("labelled", None, "LoadBalancer")).clone();
+        labelled.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        services.push(Arc::new(labelled));
+        let slices = vec![
+            slice_with(
+                "web",
+                serde_json::json!([
+                    {"addresses": ["10.1.0.5"], "nodeName": "n1", "conditions": {"ready": true}},
+                    {"addresses": ["10.1.0.6"], "nodeName": "n2",
+                     "conditions": {"ready": false, "serving": true, "terminating": true}},
+                    {"addresses": [], "nodeName": "n3", "conditions": {"ready": true}},
+                ]),
+            ),
+            slice_with(
+                "web",
+                serde_json::json!([
+                    {"addresses": ["10.1.0.7"], "nodeName": "n2", "conditions": {"ready": true}},
+                    {"addresses": ["10.1.0.8"], "conditions": {}},
+                ]),
+            ),
+            slice_with(
+                "db",
+                serde_json::json!([
+                    {"addresses": ["10.1.0.9"], "nodeName": "n1",
+                     "conditions": {"ready": false, "serving": false}},
+                    {"addresses": ["10.1.0.10"], "nodeName": "n4",
+                     "conditions": {"ready": false, "serving": true}},
+                ]),
+            ),
+            slice_with(
+                "labelled",
+                serde_json::json!([{"addresses": ["10.1.0.11"], "nodeName": "n1"}]),
+            ),
+        ];
+        let records: Vec<(String, String, ServiceRecord)> = services
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.namespace().unwrap(),
+                    s.name_any(),
+                    ServiceRecord::from_service(s)?,
+                ))
+            })
+            .collect();
+        assert_eq!(records.len(), 5, "the ClusterIP Service is not kept");
+        let slice_records: Vec<(String, SliceRecord)> = slices
+            .iter()
+            .map(|s| (s.namespace().unwrap(), SliceRecord::from_slice(s).unwrap()))
+            .collect();
+        for class in [
+            ClassFilter::default(),
+            ClassFilter {
+                lb_class: Some("other.io/lb".into()),
+            },
+        ] {
+            let normalize = |mut v: Vec<ServiceView>| {
+                for s in &mut v {
+                    let ready = s.endpoints.ready_nodes.clone();
+                    s.endpoints.serving_nodes.retain(|n| !ready.contains(n));
+                }
+                v.sort_by(|a, b| a.key.cmp(&b.key));
+                v
+            };
+            let from_objects = normalize(service_views(&services, &slices, &class));
+            let from_records = normalize(record_views(
+                records
+                    .iter()
+                    .map(|(ns, n, r)| (ns.as_str(), n.as_str(), r)),
+                slice_records.iter().map(|(ns, r)| (ns.as_str(), r)),
+                &class,
+            ));
+            assert_eq!(from_records, from_objects);
+        }
+        let web = record_views(
+            records
+                .iter()
+                .map(|(ns, n, r)| (ns.as_str(), n.as_str(), r)),
+            slice_records.iter().map(|(ns, r)| (ns.as_str(), r)),
+            &ClassFilter::default(),
+        )
+        .into_iter()
+        .find(|v| v.key.name == "web")
+        .unwrap();
+        assert_eq!(
+            web.endpoints.ready_nodes,
+            ["", "n1", "n2"].map(String::from).into()
+        );
+        assert!(web.endpoints.serving_nodes.is_empty());
+    }
+
+    #[test]
+    fn record_rebuilds_what_events_need() {
+        let mut svc = (*service("web", None, "LoadBalancer")).clone();
+        svc.metadata.uid = Some("u-1".into());
+        let r = ServiceRecord::from_service(&svc).unwrap();
+        let back = r.to_service("app", "web");
+        assert_eq!(back.metadata.uid.as_deref(), Some("u-1"));
+        assert!(ClassFilter::default().handles(&back));
+        let again = ServiceRecord::from_service(&back).unwrap();
+        assert_eq!(again, r);
     }
 
     #[test]

@@ -1,22 +1,31 @@
-//! The speaker's watch caches: reflectors for exactly what it needs, each poking one shared
+//! The speaker's watch caches: watches for exactly what it needs, each poking one shared
 //! change signal.
+//!
+//! Services and EndpointSlices, the only kinds that grow with the cluster, are kept as
+//! compact records ([`ServiceRecord`], [`SliceRecord`]) rather than objects: at 10k
+//! Services the objects, even trimmed, cost tens of MiB. Non-LoadBalancer Services are not
+//! kept at all. The few ferrolb objects, this Node and the referenced Secrets are kept
+//! as (trimmed) objects in reflector stores.
 //!
 //! The stores are never cleared on errors: a lost API server connection leaves every store
 //! as it was (the watcher retries with backoff and a re-list swaps the store in one step),
 //! so nothing is withdrawn while the API server is away.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
+use ferrolb_shared::allocator::ServiceKey;
+use ferrolb_shared::announce::ServiceView;
 use ferrolb_shared::crd::{BGPAdvertisement, BGPPeer, IPAddressPool, SecretKeyReference};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret, Service, ServiceSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret, Service};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::views::{ClassFilter, ServiceRecord, SliceRecord, record_views};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -94,37 +103,134 @@ where
     }
 }
 
+/// An object's namespace and name.
+type ObjectKey = (Box<str>, Box<str>);
+
+/// Records by object, as a watcher last listed and watched them.
+type RecordMap<R> = HashMap<ObjectKey, R>;
+
+/// A watch that keeps a compact record per object instead of the object (see
+/// [`ServiceRecord`]); objects without a record (e.g. Services of another type) are not
+/// kept at all. A re-list builds a new map and swaps it in whole at its end, so a lost API
+/// server connection changes nothing until a complete list is back.
+struct Records<R> {
+    map: Arc<RwLock<RecordMap<R>>>,
+    synced: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl<R> Drop for Records<R> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<R> Records<R> {
+    /// Reads the records; a poisoned lock (a panicking writer) still holds valid records.
+    fn read<T>(&self, f: impl FnOnce(&RecordMap<R>) -> T) -> T {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        f(&map)
+    }
+}
+
+fn object_key<K: Resource>(o: &K) -> ObjectKey {
+    (
+        o.namespace().unwrap_or_default().into_boxed_str(),
+        o.name_any().into_boxed_str(),
+    )
+}
+
+/// Applies one watcher event to the records; returns whether the records changed (the
+/// decision must run again) and whether a complete list was just swapped in.
+///
+/// A list builds `listing` aside and replaces the records in one step at its end.
+fn apply_event<K: Resource, R>(
+    ev: watcher::Event<K>,
+    listing: &mut Option<RecordMap<R>>,
+    store: &RwLock<RecordMap<R>>,
+    record: fn(&K) -> Option<R>,
+) -> (bool, bool) {
+    let write = || store.write().unwrap_or_else(|e| e.into_inner());
+    match ev {
+        watcher::Event::Init => {
+            *listing = Some(HashMap::new());
+            (false, false)
+        }
+        watcher::Event::InitApply(o) => {
+            if let Some(r) = record(&o) {
+                listing.get_or_insert_default().insert(object_key(&o), r);
+            }
+            (false, false)
+        }
+        watcher::Event::InitDone => {
+            let mut fresh = listing.take().unwrap_or_default();
+            fresh.shrink_to_fit();
+            *write() = fresh;
+            (true, true)
+        }
+        watcher::Event::Apply(o) => {
+            let key = object_key(&o);
+            // Any edit of a kept object runs the decision (it is cheap to find nothing
+            // changed, and a resync then proves the speaker is alive); objects that have no
+            // record and had none (other Service types) never do.
+            let relevant = match record(&o) {
+                Some(r) => {
+                    write().insert(key, r);
+                    true
+                }
+                None => write().remove(&key).is_some(),
+            };
+            (relevant, false)
+        }
+        watcher::Event::Delete(o) => (write().remove(&object_key(&o)).is_some(), false),
+    }
+}
+
+fn spawn_records<K, R>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: ChangeSignal,
+    record: fn(&K) -> Option<R>,
+) -> Records<R>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    R: Send + Sync + 'static,
+{
+    let map: Arc<RwLock<RecordMap<R>>> = Arc::new(RwLock::new(HashMap::new()));
+    let synced = Arc::new(AtomicBool::new(false));
+    let (store, flag) = (map.clone(), synced.clone());
+    let kind = K::kind(&()).into_owned();
+    let stream = watcher(api, config).default_backoff();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        // The records of a list in progress.
+        let mut listing: Option<RecordMap<R>> = None;
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    let (poke, done) = apply_event(ev, &mut listing, &store, record);
+                    if done {
+                        flag.store(true, Ordering::Release);
+                    }
+                    if poke {
+                        changed.send_replace(());
+                    }
+                }
+                // The watcher retries by itself; the records stay as they were meanwhile.
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
+            }
+        }
+    });
+    Records { map, synced, task }
+}
+
 fn keep<K>(_: &mut K) {}
-
-/// Keeps what the decision and events read of a Service: type, class, traffic policy and
-/// the ingress addresses (plus metadata for events).
-fn slim_service(svc: &mut Service) {
-    if let Some(spec) = svc.spec.take() {
-        svc.spec = Some(ServiceSpec {
-            type_: spec.type_,
-            load_balancer_class: spec.load_balancer_class,
-            external_traffic_policy: spec.external_traffic_policy,
-            ..ServiceSpec::default()
-        });
-    }
-    if let Some(status) = svc.status.as_mut() {
-        status.conditions = None;
-    }
-}
-
-/// Keeps each endpoint's addresses (only whether there are any matters), node and
-/// conditions.
-fn slim_slice(slice: &mut EndpointSlice) {
-    slice.ports = None;
-    for ep in &mut slice.endpoints {
-        ep.addresses.truncate(1);
-        ep.target_ref = None;
-        ep.hints = None;
-        ep.hostname = None;
-        ep.zone = None;
-        ep.deprecated_topology = None;
-    }
-}
 
 /// Keeps labels, conditions and addresses: image lists and capacity are large and unused.
 fn slim_node(node: &mut Node) {
@@ -140,8 +246,8 @@ fn slim_node(node: &mut Node) {
 
 /// Caches of everything the decision reads.
 pub struct Caches {
-    services: Reflector<Service>,
-    slices: Reflector<EndpointSlice>,
+    services: Records<ServiceRecord>,
+    slices: Records<SliceRecord>,
     node: Reflector<Node>,
     pools: Reflector<IPAddressPool>,
     peers: Reflector<BGPPeer>,
@@ -167,17 +273,17 @@ impl Caches {
     ) -> Self {
         let all = watcher::Config::default();
         Caches {
-            services: spawn_reflector(
+            services: spawn_records(
                 Api::all(client.clone()),
                 all.clone(),
                 changed.clone(),
-                slim_service,
+                ServiceRecord::from_service,
             ),
-            slices: spawn_reflector(
+            slices: spawn_records(
                 Api::all(client.clone()),
                 all.clone(),
                 changed.clone(),
-                slim_slice,
+                SliceRecord::from_slice,
             ),
             node: spawn_reflector(
                 Api::all(client.clone()),
@@ -220,14 +326,36 @@ impl Caches {
         .all(|f| f.load(Ordering::Acquire))
     }
 
-    /// Every cached Service.
-    pub fn services(&self) -> Vec<Arc<Service>> {
-        self.services.store.state()
+    /// The decision's view of every cached Service that `class` handles, with its
+    /// endpoints: what [`crate::views::service_views`] makes of the objects, built from the
+    /// compact records.
+    pub fn service_views(&self, class: &ClassFilter) -> Vec<ServiceView> {
+        self.services.read(|services| {
+            self.slices.read(|slices| {
+                record_views(
+                    services.iter().map(|((ns, n), r)| (&**ns, &**n, r)),
+                    slices.iter().map(|((ns, _), r)| (&**ns, r)),
+                    class,
+                )
+            })
+        })
     }
 
-    /// Every cached EndpointSlice.
-    pub fn slices(&self) -> Vec<Arc<EndpointSlice>> {
-        self.slices.store.state()
+    /// Minimal `Service` objects (name, namespace, uid, labels, type, class, traffic policy,
+    /// ingress) for the given keys that are cached: enough for events on them.
+    pub fn services_named<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a ServiceKey>,
+    ) -> Vec<Arc<Service>> {
+        self.services.read(|services| {
+            keys.into_iter()
+                .filter_map(|k| {
+                    let key: ObjectKey = (k.namespace.as_str().into(), k.name.as_str().into());
+                    let r = services.get(&key)?;
+                    Some(Arc::new(r.to_service(&k.namespace, &k.name)))
+                })
+                .collect()
+        })
     }
 
     /// This node, once seen.
@@ -368,6 +496,80 @@ pub fn password_from(
 mod tests {
     use super::*;
     use k8s_openapi::ByteString;
+    use std::net::IpAddr;
+
+    fn lb(name: &str, ip: &str) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "app", "name": name},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_follow_watch_events_and_relists_swap_at_the_end() {
+        let store = RwLock::new(RecordMap::default());
+        let mut listing = None;
+        let rec = ServiceRecord::from_service;
+        let mut step = |ev| apply_event(ev, &mut listing, &store, rec);
+        let len = |store: &RwLock<RecordMap<ServiceRecord>>| store.read().unwrap().len();
+
+        assert_eq!(step(watcher::Event::Init), (false, false));
+        assert_eq!(
+            step(watcher::Event::InitApply(lb("a", "192.0.2.1"))),
+            (false, false)
+        );
+        let mut cluster_ip = lb("c", "192.0.2.3");
+        cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        step(watcher::Event::InitApply(cluster_ip.clone()));
+        assert_eq!(step(watcher::Event::InitDone), (true, true));
+        assert_eq!(len(&store), 1, "only the LoadBalancer is kept");
+
+        // Edits of kept objects run the decision; edits of others never do.
+        assert_eq!(
+            step(watcher::Event::Apply(lb("a", "192.0.2.9"))),
+            (true, false)
+        );
+        assert_eq!(
+            store.read().unwrap().values().next().unwrap().ips[..],
+            ["192.0.2.9".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            step(watcher::Event::Apply(cluster_ip.clone())),
+            (false, false)
+        );
+        // A Service that stops being a LoadBalancer is dropped.
+        let mut demoted = lb("a", "192.0.2.9");
+        demoted.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        assert_eq!(step(watcher::Event::Apply(demoted)), (true, false));
+        assert_eq!(len(&store), 0);
+        step(watcher::Event::Apply(lb("a", "192.0.2.9")));
+
+        // A re-list (after a lost connection) leaves the records alone until it completes.
+        step(watcher::Event::Init);
+        step(watcher::Event::InitApply(lb("b", "192.0.2.2")));
+        assert_eq!(len(&store), 1);
+        assert!(
+            store
+                .read()
+                .unwrap()
+                .contains_key(&(Box::from("app"), Box::from("a")))
+        );
+        assert_eq!(step(watcher::Event::InitDone), (true, true));
+        let keys: Vec<_> = store.read().unwrap().keys().cloned().collect();
+        assert_eq!(keys, vec![(Box::from("app"), Box::from("b"))]);
+
+        assert_eq!(
+            step(watcher::Event::Delete(lb("b", "192.0.2.2"))),
+            (true, false)
+        );
+        assert_eq!(
+            step(watcher::Event::Delete(lb("b", "192.0.2.2"))),
+            (false, false)
+        );
+        assert_eq!(len(&store), 0);
+    }
 
     #[test]
     fn password_lookup_reports_why_without_the_value() {

@@ -3,9 +3,10 @@
 //!
 //! The `ferrolb-speaker` binary against the emulator with `SPEAKER_SCALE_N` (default 10 000)
 //! LoadBalancer Services (without node ports, which run out at ~2.7k), each with one
-//! ready endpoint on this node, and a scripted router on
-//! 127.0.0.1. Prints: start → all routes at the router, the speaker's RSS, and p50/p99 of
-//! endpoint not ready → withdrawal and endpoint ready → announcement at the router.
+//! ready endpoint on this node, and `SPEAKER_SCALE_PEERS` (default 3, the DESIGN §6 case)
+//! scripted routers on 127.0.0.1, one BGPPeer each. Prints: start → all routes at every
+//! router, the speaker's RSS, and p50/p99 of endpoint not ready → withdrawal and endpoint
+//! ready → announcement at the first router.
 
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,7 +35,7 @@ fn ip(i: usize) -> String {
     format!("10.200.{}.{}", i / 256, i % 256)
 }
 
-fn objects(port: u16, n: usize) -> String {
+fn objects(ports: &[u16], n: usize) -> String {
     let mut docs = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ferrolb-system"}}),
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
@@ -42,13 +43,17 @@ fn objects(port: u16, n: usize) -> String {
         json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "IPAddressPool",
                "metadata": {"name": "pool", "namespace": "ferrolb-system"},
                "spec": {"addresses": ["10.200.0.0/16"]}}),
-        json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "BGPPeer",
-               "metadata": {"name": "router", "namespace": "ferrolb-system"},
-               "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": "127.0.0.1",
-                        "peerPort": port, "connectTime": "1s"}}),
         json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "BGPAdvertisement",
                "metadata": {"name": "all", "namespace": "ferrolb-system"}, "spec": {}}),
     ];
+    for (k, port) in ports.iter().enumerate() {
+        docs.push(
+            json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "BGPPeer",
+               "metadata": {"name": format!("router-{k}"), "namespace": "ferrolb-system"},
+               "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": "127.0.0.1",
+                        "peerPort": port, "connectTime": "1s"}}),
+        );
+    }
     for i in 0..n {
         docs.push(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": format!("s{i}"), "namespace": "app"},
@@ -96,14 +101,23 @@ async fn scale_figures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, mut view) = watch::channel(RouterView::default());
-    tokio::spawn(router(listener, tx));
+    let peers: usize = std::env::var("SPEAKER_SCALE_PEERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut ports = Vec::new();
+    let mut views = Vec::new();
+    for _ in 0..peers.max(1) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ports.push(listener.local_addr().unwrap().port());
+        let (tx, view) = watch::channel(RouterView::default());
+        tokio::spawn(router(listener, tx));
+        views.push(view);
+    }
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     emu.apply_yaml_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds"))
         .unwrap();
-    emu.apply_yaml(&objects(port, n)).unwrap();
+    emu.apply_yaml(&objects(&ports, n)).unwrap();
     let client = emu.client().await.unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
@@ -131,8 +145,11 @@ async fn scale_figures() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    wait(&mut view, |v| v.rib.len() == n).await;
+    for view in &mut views {
+        wait(view, |v| v.rib.len() == n).await;
+    }
     let to_all = started.elapsed();
+    let mut view = views[0].clone();
     let pid = child.id().unwrap();
     let rss = rss_kib(pid);
 
@@ -168,8 +185,8 @@ async fn scale_figures() {
     down.sort();
     up.sort();
     let rss_after = rss_kib(pid);
-    println!("services: {n}, 1 peer");
-    println!("speaker start → all {n} routes at the router: {to_all:?}");
+    println!("services: {n}, {} peers", ports.len());
+    println!("speaker start → all {n} routes at every router: {to_all:?}");
     println!(
         "speaker RSS: {} KiB after start, {} KiB after 60 flips",
         rss, rss_after

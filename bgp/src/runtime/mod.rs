@@ -106,13 +106,22 @@ impl Default for PeerStatus {
     }
 }
 
+/// How the peer task is asked to end.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// Cease/Administrative Shutdown NOTIFICATION with this reason, then close.
+    Cease(String),
+    /// Close the transport without a NOTIFICATION (graceful restart).
+    Close,
+}
+
 /// Handle to a running peer task.
 #[derive(Debug)]
 pub struct PeerHandle {
     routes: watch::Sender<Arc<RouteMap>>,
     status: watch::Receiver<PeerStatus>,
     incoming: mpsc::Sender<TcpStream>,
-    stop: Option<oneshot::Sender<String>>,
+    stop: Option<oneshot::Sender<Stop>>,
     task: JoinHandle<()>,
 }
 
@@ -142,7 +151,13 @@ impl PeerHandle {
     /// Replaces the desired routes; the task sends only the difference.
     /// Calls in quick succession coalesce.
     pub fn set_routes(&self, routes: RouteMap) {
-        self.routes.send_replace(Arc::new(routes));
+        self.set_routes_shared(Arc::new(routes));
+    }
+
+    /// [`set_routes`](Self::set_routes) for a map the caller keeps too (to compare the
+    /// next desired set against), so a large table is held once, not twice.
+    pub fn set_routes_shared(&self, routes: Arc<RouteMap>) {
+        self.routes.send_replace(routes);
     }
 
     /// Hands over a connection the peer opened to us. The caller's listener
@@ -162,9 +177,21 @@ impl PeerHandle {
 
     /// Sends Cease/Administrative Shutdown with `reason` and waits for the
     /// task to end.
-    pub async fn shutdown(mut self, reason: &str) {
+    pub async fn shutdown(self, reason: &str) {
+        self.stop_with(Stop::Cease(reason.to_string())).await;
+    }
+
+    /// Closes the TCP connection without a NOTIFICATION and waits for the task to end.
+    /// With graceful restart negotiated (RFC 4724 §4.2) the peer then keeps our routes,
+    /// marked stale, for the restart time we advertised, so traffic keeps flowing while
+    /// this speaker restarts; without it the peer drops them as on any lost session.
+    pub async fn close(self) {
+        self.stop_with(Stop::Close).await;
+    }
+
+    async fn stop_with(mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(reason.to_string());
+            let _ = stop.send(how);
         }
         let _ = (&mut self.task).await;
     }

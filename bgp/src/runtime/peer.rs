@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::adj_rib_out::{AdjRibOut, RouteMap};
-use super::{PeerConfig, PeerStatus, RouteAttributes};
+use super::{PeerConfig, PeerStatus, RouteAttributes, Stop};
 use crate::codec::{
     self, AsPath, CodecOptions, DecodeError, Family, HEADER_LEN, Message, NextHop, Origin,
     PathAttribute, Update, UpdateBuilder,
@@ -65,7 +65,7 @@ pub(super) async fn run(
     mut routes: watch::Receiver<Arc<RouteMap>>,
     status: watch::Sender<PeerStatus>,
     mut incoming: mpsc::Receiver<TcpStream>,
-    mut stop: oneshot::Receiver<String>,
+    mut stop: oneshot::Receiver<Stop>,
 ) {
     let mut incoming_seq = 0;
     let seed = SystemTime::now()
@@ -97,9 +97,13 @@ pub(super) async fn run(
         };
         tokio::select! {
             biased;
-            reason = &mut stop => {
-                let reason = reason.unwrap_or_default();
-                peer.input(Input::ManualStop(reason)).await;
+            how = &mut stop => {
+                match how {
+                    // The transport is closed below, without a NOTIFICATION.
+                    Ok(Stop::Close) => {}
+                    Ok(Stop::Cease(reason)) => peer.input(Input::ManualStop(reason)).await,
+                    Err(_) => peer.input(Input::ManualStop(String::new())).await,
+                }
                 break;
             }
             Some(ev) = events.recv() => peer.event(ev).await,

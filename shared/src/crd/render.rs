@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{BGPAdvertisement, BGPPeer, IPAddressPool};
+use super::{BGPAdvertisement, BGPPeer, IPAddressPool, SpeakerStatus};
 
-/// Every ferrolb CRD, in a stable order (pools, peers, advertisements).
+/// Every ferrolb CRD, in a stable order (pools, peers, advertisements, then the per-node
+/// speaker status).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![
         IPAddressPool::crd(),
         BGPPeer::crd(),
         BGPAdvertisement::crd(),
+        SpeakerStatus::crd(),
     ]
 }
 
