@@ -53,7 +53,17 @@ async fn apply_crds(client: &kube::Client) -> Vec<String> {
             names.push(name);
         }
     }
-    assert_eq!(names.len(), 3, "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "bgpadvertisements.ferrolb.io",
+            "bgppeers.ferrolb.io",
+            "ipaddresspools.ferrolb.io",
+            "speakerstatuses.ferrolb.io",
+        ]
+    );
     names
 }
 
