@@ -177,7 +177,7 @@ fn service_stream(
     class: ClassFilter,
 ) -> impl Stream<Item = Result<ServiceEvent, watcher::Error>> + Send {
     watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(ferrolb_ops::backoff::WatchBackoff::for_watches())
         .map(move |item| {
             item.map(|ev| match ev {
                 watcher::Event::Apply(s) => {
@@ -205,7 +205,7 @@ where
     reflector::reflector(
         writer,
         watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(ferrolb_ops::backoff::WatchBackoff::for_watches())
             // The cache keeps only what the controller reads.
             .modify(slim),
     )

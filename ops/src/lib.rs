@@ -1,8 +1,10 @@
 //! The operational surface both binaries share: the `/metrics`, `/healthz` and `/readyz`
-//! server and log setup.
+//! server, log setup, and the retry policy of their watches ([`backoff`]).
 //!
 //! Each binary brings what differs: how it encodes its metrics ([`MetricsText`]) and what
 //! "ready" means for it ([`Readiness`]).
+
+pub mod backoff;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -68,7 +68,7 @@ where
     let stream = reflector::reflector(
         writer,
         watcher(api, config)
-            .default_backoff()
+            .backoff(ferrolb_ops::backoff::WatchBackoff::for_watches())
             // Managed fields and annotations are the bulk of most objects (Nodes above all)
             // and never read here; dropping them keeps the caches small.
             .modify(move |o| {
@@ -206,7 +206,7 @@ where
     let synced = Arc::new(AtomicBool::new(false));
     let (store, flag) = (map.clone(), synced.clone());
     let kind = K::kind(&()).into_owned();
-    let stream = watcher(api, config).default_backoff();
+    let stream = watcher(api, config).backoff(ferrolb_ops::backoff::WatchBackoff::for_watches());
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         // The records of a list in progress.
