@@ -173,32 +173,22 @@ fn config_views(
     };
     let mut pools = Vec::new();
     for p in &cluster.pools {
-        match p.validate() {
-            Ok(pool) => pools.push(PoolView {
-                name: p.name_any(),
-                labels: p.labels().clone(),
-                pool,
-            }),
+        match PoolView::from_object(p) {
+            Ok(v) => pools.push(v),
             Err(e) => warn("IPAddressPool", p.name_any(), &e),
         }
     }
     let mut advertisements = Vec::new();
     for a in &cluster.advertisements {
-        match a.validate() {
-            Ok(advertisement) => advertisements.push(AdvertisementView {
-                name: a.name_any(),
-                advertisement,
-            }),
+        match AdvertisementView::from_object(a) {
+            Ok(v) => advertisements.push(v),
             Err(e) => warn("BGPAdvertisement", a.name_any(), &e),
         }
     }
     let mut peers = Vec::new();
     for p in &cluster.peers {
-        match p.validate() {
-            Ok(peer) => peers.push(PeerView {
-                name: p.name_any(),
-                peer,
-            }),
+        match PeerView::from_object(p) {
+            Ok(v) => peers.push(v),
             Err(e) => warn("BGPPeer", p.name_any(), &e),
         }
     }

@@ -15,8 +15,8 @@ use ferrolb_shared::announce::{
     AdvertisementView, NodeView, PeerName, PeerView, PoolView, Snapshot, decide, desired_routes,
 };
 use ferrolb_shared::validate::ParsedPeer;
+use kube::Client;
 use kube::runtime::events::Reporter;
-use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -384,32 +384,22 @@ impl Speaker {
             }
         };
         let pools = self.caches.pools();
-        let invalid = self.config.pools.refresh(pools.iter().map(|p| &**p), |p| {
-            p.validate().map(|pool| PoolView {
-                name: p.name_any(),
-                labels: p.labels().clone(),
-                pool,
-            })
-        });
+        let invalid = self
+            .config
+            .pools
+            .refresh(pools.iter().map(|p| &**p), PoolView::from_object);
         report("IPAddressPool", invalid, &self.metrics);
         let ads = self.caches.advertisements();
         let invalid = self
             .config
             .advertisements
-            .refresh(ads.iter().map(|a| &**a), |a| {
-                a.validate().map(|advertisement| AdvertisementView {
-                    name: a.name_any(),
-                    advertisement,
-                })
-            });
+            .refresh(ads.iter().map(|a| &**a), AdvertisementView::from_object);
         report("BGPAdvertisement", invalid, &self.metrics);
         let peers = self.caches.peers();
-        let invalid = self.config.peers.refresh(peers.iter().map(|p| &**p), |p| {
-            p.validate().map(|peer| PeerView {
-                name: p.name_any(),
-                peer,
-            })
-        });
+        let invalid = self
+            .config
+            .peers
+            .refresh(peers.iter().map(|p| &**p), PeerView::from_object);
         report("BGPPeer", invalid, &self.metrics);
     }
 }

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::allocator::ServiceKey;
-use crate::validate::{ParsedAdvertisement, ParsedPeer, ParsedPool};
+use crate::crd::{BGPAdvertisement, BGPPeer, IPAddressPool};
+use crate::validate::{ConfigError, ParsedAdvertisement, ParsedPeer, ParsedPool};
 
 /// Everything [`decide`](super::decide) looks at, for the speaker's own node.
 ///
@@ -92,6 +93,37 @@ pub struct PeerView {
     pub name: String,
     /// The validated spec.
     pub peer: ParsedPeer,
+}
+
+impl PoolView {
+    /// Validates a pool into the view the decision reads.
+    pub fn from_object(pool: &IPAddressPool) -> Result<Self, Vec<ConfigError>> {
+        Ok(PoolView {
+            name: pool.metadata.name.clone().unwrap_or_default(),
+            labels: pool.metadata.labels.clone().unwrap_or_default(),
+            pool: pool.validate()?,
+        })
+    }
+}
+
+impl AdvertisementView {
+    /// Validates an advertisement into the view the decision reads.
+    pub fn from_object(advertisement: &BGPAdvertisement) -> Result<Self, Vec<ConfigError>> {
+        Ok(AdvertisementView {
+            name: advertisement.metadata.name.clone().unwrap_or_default(),
+            advertisement: advertisement.validate()?,
+        })
+    }
+}
+
+impl PeerView {
+    /// Validates a peer into the view the decision reads.
+    pub fn from_object(peer: &BGPPeer) -> Result<Self, Vec<ConfigError>> {
+        Ok(PeerView {
+            name: peer.metadata.name.clone().unwrap_or_default(),
+            peer: peer.validate()?,
+        })
+    }
 }
 
 /// `spec.externalTrafficPolicy` of a Service.

@@ -32,8 +32,26 @@ async fn api_server_outage_changes_nothing(router: RouterKind) {
     expect_hops(&lab, &local, &[1, 2]).await;
     expect_hops(&lab, &cluster, &[1, 2, 3]).await;
     let ips = (ip(&lab, "web").await, ip(&lab, "db").await);
-    // Every client's watches are open before the outage.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every client's watches are open before the outage: the count has stopped changing
+    // (the same over ten polls, 1 s).
+    let mut seen = (lab.api.watch_count(), 0u32);
+    ferrolb_e2e::sys::wait_until(
+        "the number of open watches to settle",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let now = lab.api.watch_count();
+            seen = if now == seen.0 {
+                (now, seen.1 + 1)
+            } else {
+                (now, 0)
+            };
+            let settled = seen.1 >= 10 && now > 0;
+            async move { Ok(settled.then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
     let watches = lab.api.watch_count();
 
     lab.api.stop().await.unwrap();
