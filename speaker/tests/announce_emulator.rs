@@ -5,30 +5,26 @@
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
 
+use common::fixture::{
+    DEADLINE, Fixture, NODE, NS, SERVICE_IP, set_endpoint_ready, start_emulator, start_speaker,
+};
 use common::{RouterView, router};
 use ferrolb_bgp::codec::notification::cease;
-use ferrolb_speaker::app::{Running, Settings, start};
-use ferrolb_speaker::views::ClassFilter;
+use ferrolb_speaker::app::Running;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_emulator::{Emulator, EmulatorConfig};
+use kube_emulator::Emulator;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-const NODE: &str = "node-a";
-const SERVICE_IP: &str = "192.0.2.10/32";
 
 struct Lab {
     emu: Emulator,
@@ -36,73 +32,6 @@ struct Lab {
     view: watch::Receiver<RouterView>,
     speaker: Option<Running>,
     child: Option<Child>,
-}
-
-fn crds_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds")
-}
-
-fn fixtures(port: u16, password: bool) -> String {
-    let password = if password {
-        ", passwordSecret: {name: bgp-password}"
-    } else {
-        ""
-    };
-    format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: ferrolb-system}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: app}}
----
-apiVersion: v1
-kind: Node
-metadata:
-  name: {NODE}
-  labels: {{kubernetes.io/hostname: {NODE}}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: IPAddressPool
-metadata: {{name: pool, namespace: ferrolb-system}}
-spec: {{addresses: ["192.0.2.0/24"]}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPPeer
-metadata: {{name: router, namespace: ferrolb-system}}
-spec: {{myASN: 64513, peerASN: 64512, peerAddress: 127.0.0.1, peerPort: {port}, holdTime: 90s, connectTime: 1s{password}}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPAdvertisement
-metadata: {{name: all, namespace: ferrolb-system}}
-spec: {{communities: ["64512:100"]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  ports: [{{port: 80, protocol: TCP, targetPort: 8080}}]
-status:
-  loadBalancer: {{ingress: [{{ip: 192.0.2.10}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-abc
-  namespace: app
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{port: 8080, protocol: TCP}}]
-endpoints:
-  - addresses: [10.1.0.5]
-    nodeName: {NODE}
-    conditions: {{ready: true}}
-"#
-    )
 }
 
 /// How the speaker under test runs.
@@ -125,7 +54,6 @@ impl Lab {
     }
 
     async fn start_with(opts: Options) -> Lab {
-        ferrolb_speaker::app::init_tracing(ferrolb_speaker::cli::LogFormat::Text);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         if let Some(password) = opts.password {
@@ -138,21 +66,11 @@ impl Lab {
         }
         let (tx, view) = watch::channel(RouterView::default());
         tokio::spawn(router(listener, tx));
-        let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-        emu.apply_yaml_dir(crds_dir()).unwrap();
-        emu.apply_yaml(&fixtures(port, opts.password.is_some()))
-            .unwrap();
-        let client = emu.client().await.unwrap();
-        // A fixture's Node status does not survive the emulator's apply: write it directly.
-        let nodes: Api<Node> = Api::all(client.clone());
-        let status = json!({"status": {
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }});
-        nodes
-            .patch_status(NODE, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .unwrap();
+        let (emu, client) = start_emulator(Fixture {
+            router_port: port,
+            password_secret: opts.password.is_some(),
+        })
+        .await;
         let mut lab = Lab {
             emu,
             client: client.clone(),
@@ -165,7 +83,7 @@ impl Lab {
             let kubeconfig = dir.path().join("kubeconfig");
             lab.emu.write_kubeconfig(&kubeconfig).unwrap();
             let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrolb-speaker"))
-                .args(["--node-name", NODE, "--namespace", "ferrolb-system"])
+                .args(["--node-name", NODE, "--namespace", NS])
                 .args(["--metrics-addr", "127.0.0.1:0"])
                 .env("KUBECONFIG", &kubeconfig)
                 .env_remove("NODE_NAME")
@@ -174,19 +92,7 @@ impl Lab {
                 .unwrap();
             lab.child = Some(Child { child, _dir: dir });
         } else {
-            let speaker = start(
-                client,
-                Settings {
-                    node_name: NODE.into(),
-                    namespace: "ferrolb-system".into(),
-                    class: ClassFilter::default(),
-                    metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                    debounce: Duration::from_millis(5),
-                },
-            )
-            .await
-            .unwrap();
-            lab.speaker = Some(speaker);
+            lab.speaker = Some(start_speaker(client).await);
         }
         lab
     }
@@ -205,6 +111,24 @@ impl Lab {
         }
     }
 
+    /// Waits until the session's connection is closed and checks that the speaker ended
+    /// it with Cease/Administrative Shutdown.
+    async fn wait_ceased(&mut self, what: &str) -> RouterView {
+        let seen = self.wait(what, |v| v.closed).await;
+        assert_eq!(
+            seen.notification,
+            Some((6, cease::ADMINISTRATIVE_SHUTDOWN)),
+            "{seen:?}"
+        );
+        seen
+    }
+
+    /// Shuts the in-process speaker down, then the emulator.
+    async fn stop(mut self) {
+        self.speaker.take().unwrap().shutdown().await;
+        self.emu.shutdown().await;
+    }
+
     /// Watches for [`QUIET`]; returns the view if `f` became true meanwhile.
     async fn happens_soon(&mut self, f: impl Fn(&RouterView) -> bool) -> Option<RouterView> {
         timeout(QUIET, self.view.wait_for(|v| f(v)))
@@ -214,12 +138,7 @@ impl Lab {
     }
 
     async fn set_endpoint_ready(&self, ready: bool) {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "app");
-        let patch = json!({"endpoints": [{"addresses": ["10.1.0.5"], "nodeName": NODE,
-                                          "conditions": {"ready": ready, "serving": ready}}]});
-        api.patch("web-abc", &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .unwrap();
+        set_endpoint_ready(&self.client, ready).await;
     }
 
     async fn set_node_ready(&self, ready: bool) {
@@ -353,12 +272,7 @@ async fn announces_and_withdraws_with_health_and_on_shutdown() {
     timeout(DEADLINE, lab.speaker.take().unwrap().shutdown())
         .await
         .unwrap();
-    let seen = lab.wait("Cease and close", |v| v.closed).await;
-    assert_eq!(
-        seen.notification,
-        Some((6, cease::ADMINISTRATIVE_SHUTDOWN)),
-        "{seen:?}"
-    );
+    lab.wait_ceased("Cease and close").await;
     lab.emu.shutdown().await;
 }
 
@@ -387,8 +301,7 @@ async fn api_server_outage_withdraws_nothing_and_reconnects_without_churn() {
         .await;
     assert_eq!(after.sessions, 1);
     assert_eq!(after.updates, before.updates + 1, "{before:?} → {after:?}");
-    lab.speaker.take().unwrap().shutdown().await;
-    lab.emu.shutdown().await;
+    lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +310,7 @@ async fn invalid_advertisement_edit_keeps_the_last_valid_one() {
     let mut lab = Lab::start().await;
     let p = service_prefix();
     let before = lab.wait("the Service /32", |v| v.rib.contains(&p)).await;
-    let ads: Api<BGPAdvertisement> = Api::namespaced(lab.client.clone(), "ferrolb-system");
+    let ads: Api<BGPAdvertisement> = Api::namespaced(lab.client.clone(), NS);
     let set = |c: &str| Patch::Merge(json!({"spec": {"communities": [c]}}));
     ads.patch("all", &PatchParams::default(), &set("not-a-community"))
         .await
@@ -422,8 +335,7 @@ async fn invalid_advertisement_edit_keeps_the_last_valid_one() {
         })
         .await;
     assert!(seen.rib.contains(&p));
-    lab.speaker.take().unwrap().shutdown().await;
-    lab.emu.shutdown().await;
+    lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,12 +356,7 @@ async fn binary_withdraws_on_sigterm_and_exits_cleanly() {
         .await
         .unwrap();
     assert!(kill.success());
-    let seen = lab.wait("Cease and close on SIGTERM", |v| v.closed).await;
-    assert_eq!(
-        seen.notification,
-        Some((6, cease::ADMINISTRATIVE_SHUTDOWN)),
-        "{seen:?}"
-    );
+    lab.wait_ceased("Cease and close on SIGTERM").await;
     let status = timeout(DEADLINE, child.child.wait())
         .await
         .unwrap()
@@ -476,7 +383,7 @@ async fn password_comes_from_the_secret() {
     );
     assert!(!metrics.contains("s3cret-pw"));
 
-    let secrets: Api<Secret> = Api::namespaced(lab.client.clone(), "ferrolb-system");
+    let secrets: Api<Secret> = Api::namespaced(lab.client.clone(), NS);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "bgp-password"},
         "stringData": {"password": "s3cret-pw"},
@@ -493,8 +400,7 @@ async fn password_comes_from_the_secret() {
         })
         .await;
     assert_eq!(seen.sessions, 1);
-    lab.speaker.take().unwrap().shutdown().await;
-    lab.emu.shutdown().await;
+    lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +409,7 @@ async fn peer_changes_restart_and_deletion_closes_the_session() {
     let mut lab = Lab::start().await;
     let p = service_prefix();
     lab.wait("the Service /32", |v| v.rib.contains(&p)).await;
-    let peers: Api<BGPPeer> = Api::namespaced(lab.client.clone(), "ferrolb-system");
+    let peers: Api<BGPPeer> = Api::namespaced(lab.client.clone(), NS);
 
     // A changed hold time needs a new OPEN: the session is closed and opened again.
     peers
@@ -532,12 +438,9 @@ async fn peer_changes_restart_and_deletion_closes_the_session() {
         .await
         .unwrap();
     let seen = lab
-        .wait("Cease when the peer no longer selects the node", |v| {
-            v.closed
-        })
+        .wait_ceased("Cease when the peer no longer selects the node")
         .await;
     assert_eq!(seen.sessions, 2);
-    assert_eq!(seen.notification, Some((6, cease::ADMINISTRATIVE_SHUTDOWN)));
     peers
         .patch("router", &PatchParams::default(), &select(NODE))
         .await
@@ -552,12 +455,7 @@ async fn peer_changes_restart_and_deletion_closes_the_session() {
         .delete("router", &kube::api::DeleteParams::default())
         .await
         .unwrap();
-    let seen = lab.wait("Cease on peer deletion", |v| v.closed).await;
-    assert_eq!(
-        seen.notification,
-        Some((6, cease::ADMINISTRATIVE_SHUTDOWN)),
-        "{seen:?}"
-    );
+    lab.wait_ceased("Cease on peer deletion").await;
     // The peer's series go with it (right after the session task has ended).
     timeout(DEADLINE, async {
         while lab.http_get("/metrics").await.contains("peer=\"router\"") {
@@ -566,6 +464,5 @@ async fn peer_changes_restart_and_deletion_closes_the_session() {
     })
     .await
     .expect("the deleted peer's metrics stay");
-    lab.speaker.take().unwrap().shutdown().await;
-    lab.emu.shutdown().await;
+    lab.stop().await;
 }

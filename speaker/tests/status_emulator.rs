@@ -8,43 +8,26 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::fixture::{
+    DEADLINE, Fixture, NODE, NS, set_endpoint_ready, start_emulator, start_speaker,
+};
+use common::{read_msg, send};
 use ferrolb_bgp::codec::notification::{Notification, cease, code};
-use ferrolb_bgp::codec::{self, Capability, CodecOptions, Family, Message, Open, Received};
+use ferrolb_bgp::codec::{Capability, CodecOptions, Family, Message, Open, Received};
 use ferrolb_shared::crd::{SessionState, SpeakerStatus};
-use ferrolb_speaker::app::{Running, Settings, start};
-use ferrolb_speaker::views::ClassFilter;
+use ferrolb_speaker::app::Running;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use kube_emulator::{Emulator, EmulatorConfig, RequestMatcher};
-use serde_json::json;
+use kube_emulator::{Emulator, RequestMatcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-const NODE: &str = "node-a";
-const NS: &str = "ferrolb-system";
-
-async fn read_msg(s: &mut TcpStream) -> Option<Received> {
-    let mut buf = vec![0u8; 19];
-    s.read_exact(&mut buf).await.ok()?;
-    let h = codec::peek_header(&buf).unwrap().unwrap();
-    buf.resize(h.length, 0);
-    s.read_exact(&mut buf[19..]).await.ok()?;
-    Some(codec::decode(&buf, CodecOptions::FOUR_OCTET_AS).unwrap())
-}
-
-async fn send(s: &mut TcpStream, m: Message) {
-    let _ = s
-        .write_all(&m.encode(CodecOptions::FOUR_OCTET_AS).unwrap())
-        .await;
-}
 
 /// A router that accepts one session and keeps it up until `stop` fires; then it sends
 /// Cease/Administrative Shutdown and never answers again (later connection attempts stay
@@ -83,61 +66,6 @@ async fn router(listener: TcpListener, stop: oneshot::Receiver<()>) {
     std::future::pending::<()>().await;
 }
 
-fn fixtures(port: u16) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: app}}
----
-apiVersion: v1
-kind: Node
-metadata: {{name: {NODE}}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: IPAddressPool
-metadata: {{name: pool, namespace: {NS}}}
-spec: {{addresses: ["192.0.2.0/24"]}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPPeer
-metadata: {{name: router, namespace: {NS}}}
-spec: {{myASN: 64513, peerASN: 64512, peerAddress: 127.0.0.1, peerPort: {port}, holdTime: 90s, connectTime: 1s}}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPAdvertisement
-metadata: {{name: all, namespace: {NS}}}
-spec: {{}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: app}}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  ports: [{{port: 80, protocol: TCP, targetPort: 8080}}]
-status:
-  loadBalancer: {{ingress: [{{ip: 192.0.2.10}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-abc
-  namespace: app
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-endpoints:
-  - addresses: [10.1.0.5]
-    nodeName: {NODE}
-    conditions: {{ready: true}}
-"#
-    )
-}
-
 struct Lab {
     emu: Emulator,
     client: kube::Client,
@@ -149,39 +77,16 @@ struct Lab {
 
 impl Lab {
     async fn start() -> Lab {
-        ferrolb_speaker::app::init_tracing(ferrolb_speaker::cli::LogFormat::Text);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(router(listener, stop_rx));
-        let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-        emu.apply_yaml_dir(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds"),
-        )
-        .unwrap();
-        emu.apply_yaml(&fixtures(port)).unwrap();
-        let client = emu.client().await.unwrap();
-        let nodes: Api<Node> = Api::all(client.clone());
-        let status = json!({"status": {
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }});
-        nodes
-            .patch_status(NODE, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .unwrap();
-        let speaker = start(
-            client.clone(),
-            Settings {
-                node_name: NODE.into(),
-                namespace: NS.into(),
-                class: ClassFilter::default(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                debounce: Duration::from_millis(5),
-            },
-        )
-        .await
-        .unwrap();
+        let (emu, client) = start_emulator(Fixture {
+            router_port: port,
+            password_secret: false,
+        })
+        .await;
+        let speaker = start_speaker(client.clone()).await;
         Lab {
             emu,
             client,
@@ -230,12 +135,7 @@ impl Lab {
     }
 
     async fn set_endpoint_ready(&self, ready: bool) {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "app");
-        let patch = json!({"endpoints": [{"addresses": ["10.1.0.5"], "nodeName": NODE,
-                                          "conditions": {"ready": ready, "serving": ready}}]});
-        api.patch("web-abc", &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .unwrap();
+        set_endpoint_ready(&self.client, ready).await;
     }
 }
 

@@ -1,5 +1,7 @@
-//! A scripted BGP router on 127.0.0.1 for the speaker's tests, built from ferrolb-bgp's
-//! codec: completes OPEN/KEEPALIVE and records what the speaker announces.
+//! Shared support for the speaker's integration tests: a scripted BGP router on 127.0.0.1,
+//! built from ferrolb-bgp's codec, that completes OPEN/KEEPALIVE and records what the
+//! speaker announces; and in [`fixture`] the emulator, fixture objects and in-process
+//! speaker the emulator tests share.
 
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
@@ -14,6 +16,8 @@ use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+pub mod fixture;
 
 /// What the scripted router has seen.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +36,8 @@ pub struct RouterView {
     pub closed: bool,
 }
 
-async fn read_msg(s: &mut TcpStream) -> Option<Received> {
+/// Reads one BGP message; `None` when the connection ends first.
+pub async fn read_msg(s: &mut TcpStream) -> Option<Received> {
     let mut buf = vec![0u8; 19];
     s.read_exact(&mut buf).await.ok()?;
     let h = codec::peek_header(&buf).unwrap().unwrap();
@@ -41,7 +46,8 @@ async fn read_msg(s: &mut TcpStream) -> Option<Received> {
     Some(codec::decode(&buf, CodecOptions::FOUR_OCTET_AS).unwrap())
 }
 
-async fn send(s: &mut TcpStream, m: Message) {
+/// Sends one BGP message, ignoring a closed connection (the test notices that elsewhere).
+pub async fn send(s: &mut TcpStream, m: Message) {
     let _ = s
         .write_all(&m.encode(CodecOptions::FOUR_OCTET_AS).unwrap())
         .await;

@@ -104,7 +104,7 @@ async fn generated_crds_apply_establish_and_serve_crud() {
     }
 
     // CRUD through Api<IPAddressPool>.
-    let pools: Api<IPAddressPool> = Api::namespaced(c.clone(), "default");
+    let pools: Api<IPAddressPool> = in_default(&c);
     let created = pools
         .create(&PostParams::default(), &pool("p", "192.0.2.0/28"))
         .await
@@ -123,12 +123,7 @@ async fn generated_crds_apply_establish_and_serve_crud() {
             .len(),
         1
     );
-    let p = pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"autoAssign": false}})),
-        )
+    let p = merge_patch(&pools, "p", json!({"spec": {"autoAssign": false}}))
         .await
         .unwrap();
     assert!(!p.spec.auto_assign);
@@ -339,7 +334,7 @@ async fn crd_validation_and_deletion() {
     let base = "/apis/example.io/v1/namespaces/default/widgets";
     for n in ["w1", "w2"] {
         let r = raw(&c, "POST", base, None, serde_json::to_vec(&json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": n}, "spec": {"a": 1}})).unwrap()).await;
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        r.assert_status(201);
     }
     let mut w = RawWatch::open(&c, &format!("{base}?watch=true")).await;
     let mut added = 0;

@@ -26,11 +26,8 @@ fn ev(reason: &str, note: &str) -> Event {
 #[tokio::test]
 async fn recorder_publishes_and_repeats_as_a_series() {
     let env = start().await;
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let svc = svcs
-        .create(&PostParams::default(), &lb_service("web", &[]))
-        .await
-        .unwrap();
+    let svcs: Api<Service> = env.default_api();
+    let svc = create_lb_service(&svcs, "web", &[]).await;
     let reporter = Reporter {
         controller: "ferrolb-controller".into(),
         instance: Some("ferrolb-controller-0".into()),
@@ -41,7 +38,7 @@ async fn recorder_publishes_and_repeats_as_a_series() {
         .publish(&ev("IPAllocated", "assigned 192.0.2.1"), &reference)
         .await
         .unwrap();
-    let events: Api<K8sEvent> = Api::namespaced(env.client.clone(), "default");
+    let events: Api<K8sEvent> = env.default_api();
     let list = events.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
     let first = &list.items[0];
@@ -105,11 +102,8 @@ async fn recorder_publishes_and_repeats_as_a_series() {
 #[tokio::test]
 async fn recorder_with_an_invalid_reporter_name_gets_422() {
     let env = start().await;
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let svc = svcs
-        .create(&PostParams::default(), &lb_service("web", &[]))
-        .await
-        .unwrap();
+    let svcs: Api<Service> = env.default_api();
+    let svc = create_lb_service(&svcs, "web", &[]).await;
     let recorder = Recorder::new(
         env.client.clone(),
         Reporter {
@@ -150,7 +144,7 @@ async fn recorder_for_a_cluster_scoped_object_writes_to_default() {
         .publish(&ev("Announced", "192.0.2.1"), &node.object_ref(&()))
         .await
         .unwrap();
-    let events: Api<K8sEvent> = Api::namespaced(env.client.clone(), "default");
+    let events: Api<K8sEvent> = env.default_api();
     let list = events.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].namespace().as_deref(), Some("default"));
@@ -160,7 +154,7 @@ async fn recorder_for_a_cluster_scoped_object_writes_to_default() {
 #[tokio::test]
 async fn event_validation() {
     let env = start().await;
-    let events: Api<K8sEvent> = Api::namespaced(env.client.clone(), "default");
+    let events: Api<K8sEvent> = env.default_api();
     let good = json!({
         "metadata": {"name": "e1"},
         "eventTime": "2026-01-01T00:00:00.000000Z",
@@ -213,25 +207,9 @@ async fn event_validation() {
         .await
         .unwrap();
     // Immutable on update; a series may be added.
-    let s = api_status(
-        events
-            .patch(
-                "e1",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"note": "changed"})),
-            )
-            .await,
-    );
+    let s = api_status(merge_patch(&events, "e1", json!({"note": "changed"})).await);
     assert!(s.is_invalid(), "{s:?}");
-    let s = api_status(
-        events
-            .patch(
-                "e1",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"reason": "Other"})),
-            )
-            .await,
-    );
+    let s = api_status(merge_patch(&events, "e1", json!({"reason": "Other"})).await);
     assert!(s.is_invalid(), "{s:?}");
     let ok = events
         .patch(
@@ -245,12 +223,7 @@ async fn event_validation() {
         .unwrap();
     assert_eq!(ok.series.unwrap().count, 2);
     // Semantic, not textual, comparison: the same eventTime in another spelling is not a change.
-    events
-        .patch(
-            "e1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"eventTime": "2026-01-01T00:00:00Z"})),
-        )
+    merge_patch(&events, "e1", json!({"eventTime": "2026-01-01T00:00:00Z"}))
         .await
         .unwrap_or_else(|e| panic!("same instant, other spelling: {e}"));
 }

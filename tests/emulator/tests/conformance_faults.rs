@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{reflector, watcher};
 use kube_emulator::{DropMode, Emulator, EmulatorConfig, RequestMatcher};
 use serde_json::json;
 
@@ -32,14 +32,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f1_dropped_watches_during_churn_converge_without_relist() {
     let env = start().await;
-    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let (reader, writer) = reflector::store::<Service>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default()),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<Service> = env.default_api();
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::None).await;
     let churn = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -85,14 +79,7 @@ async fn f1_dropped_watches_during_churn_converge_without_relist() {
         dropped >= 3,
         "watches were dropped during the churn ({dropped})"
     );
-    let truth: BTreeSet<String> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let truth: BTreeSet<String> = list_names(&api).await;
     assert_eq!(truth.len(), 800);
     wait_until("reflector converges", || names(&reader) == truth).await;
     let j = env.emu.journal();
@@ -109,14 +96,8 @@ async fn f1_dropped_watches_during_churn_converge_without_relist() {
 #[tokio::test]
 async fn f1_error_drops_410_relists_other_codes_resume() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default()),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<ConfigMap> = env.default_api();
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::None).await;
     wait_until("watch open", || env.emu.watch_count() == 1).await;
 
     assert_eq!(
@@ -125,9 +106,7 @@ async fn f1_error_drops_410_relists_other_codes_resume() {
             .drop_watches(&RequestMatcher::any(), DropMode::Error(500)),
         1
     );
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["a"]).await;
     wait_until("sees a", || names(&reader).contains("a")).await;
     assert_eq!(
         env.emu.journal().list_count("configmaps"),
@@ -181,18 +160,10 @@ async fn f1_non_410_error_event_ends_the_stream() {
 #[tokio::test]
 async fn f2_compact_up_to_an_rv() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let a = api
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
-    let b = api
-        .create(&PostParams::default(), &configmap("b", &[]))
-        .await
-        .unwrap();
-    api.create(&PostParams::default(), &configmap("c", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let a = create_configmap(&api, "a").await;
+    let b = create_configmap(&api, "b").await;
+    create_configmaps(&api, &["c"]).await;
     let rv_a = rv_num(a.metadata.resource_version.as_deref());
     let rv_b = rv_num(b.metadata.resource_version.as_deref());
     env.emu.faults().compact(Some(rv_b));
@@ -213,7 +184,7 @@ async fn f2_compact_up_to_an_rv() {
 #[tokio::test]
 async fn f3_fail_next_and_retry_after() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<ConfigMap> = env.default_api();
     let m = RequestMatcher::any().verb("create").resource("configmaps");
     env.emu.faults().fail_next(2, m.clone(), 500, None, None);
     for _ in 0..2 {
@@ -223,9 +194,7 @@ async fn f3_fail_next_and_retry_after() {
         );
         assert_eq!((s.code, s.reason.as_str()), (500, "InternalError"));
     }
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["a"]).await;
     assert!(api.get("a").await.is_ok());
 
     env.emu.faults().fail_next(
@@ -239,17 +208,7 @@ async fn f3_fail_next_and_retry_after() {
     env.emu
         .faults()
         .fail_next(1, RequestMatcher::any().verb("patch"), 422, None, None);
-    assert!(
-        api_status(
-            api.patch(
-                "a",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"x": "1"}}))
-            )
-            .await
-        )
-        .is_invalid()
-    );
+    assert!(api_status(merge_patch(&api, "a", json!({"data": {"x": "1"}})).await).is_invalid());
 
     // kube's client retries a 429 and honours Retry-After (seconds).
     env.emu.faults().fail_next(
@@ -285,10 +244,8 @@ async fn f3_fail_next_and_retry_after() {
 #[tokio::test]
 async fn f4_delays() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["a"]).await;
     env.emu.faults().delay(
         RequestMatcher::any().verb("get").resource("configmaps"),
         Duration::from_millis(600),
@@ -310,13 +267,7 @@ async fn f4_delays() {
     );
     env.emu.faults().clear();
 
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&api).await;
     let mut w = RawWatch::open(
         &env.client,
         &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"),
@@ -324,9 +275,7 @@ async fn f4_delays() {
     .await;
     env.emu.faults().delay_events(Duration::from_millis(400));
     let t0 = Instant::now();
-    api.create(&PostParams::default(), &configmap("b", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["b"]).await;
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(ev_kind_name(&ev).1, "b");
     assert!(
@@ -340,17 +289,9 @@ async fn f4_delays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f5_pause_resume_and_stop_start() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["a"]).await;
+    let rv = list_rv(&api).await;
     let mut w = RawWatch::open(
         &env.client,
         &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"),
@@ -380,12 +321,8 @@ async fn f5_pause_resume_and_stop_start() {
     );
 
     // stop/start: connection refused, state kept, a backing-off reflector recovers.
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let rec = Recorder::spawn(
-        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff(),
-    );
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    // `_rec` keeps the reflector running to the end of the test.
+    let (reader, _rec) = synced_reflector(&api, watcher::Config::default(), Backoff::Default).await;
     env.emu.faults().stop().await;
     match api.get("a").await {
         Err(kube::Error::Api(s)) => {
@@ -397,7 +334,7 @@ async fn f5_pause_resume_and_stop_start() {
     env.emu.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: while-stopped, namespace: default}\n").unwrap();
     env.emu.faults().start().await.unwrap();
     assert!(
-        api.get("while-stopped").await.is_ok(),
+        after_reconnect(|| api.get("while-stopped")).await.is_ok(),
         "state kept across stop/start"
     );
     wait_until("reflector recovers after start", || {
@@ -410,25 +347,16 @@ async fn f5_pause_resume_and_stop_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f6_restart() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("kept", &[]))
-        .await
-        .unwrap();
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let rec = Recorder::spawn(
-        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff(),
-    );
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["kept"]).await;
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::Default).await;
 
     env.emu.faults().restart(true).await.unwrap();
     assert!(
-        api.get("kept").await.is_ok(),
+        after_reconnect(|| api.get("kept")).await.is_ok(),
         "keep_state=true keeps objects"
     );
-    api.create(&PostParams::default(), &configmap("after-1", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["after-1"]).await;
     wait_until("watcher resumes after a stateful restart", || {
         names(&reader).contains("after-1")
     })
@@ -437,17 +365,18 @@ async fn f6_restart() {
     let before = env.emu.resource_version();
     env.emu.faults().restart(false).await.unwrap();
     assert!(
-        api.get_opt("kept").await.unwrap().is_none(),
+        after_reconnect(|| api.get_opt("kept"))
+            .await
+            .unwrap()
+            .is_none(),
         "keep_state=false wipes objects"
     );
     let nss: Api<Namespace> = Api::all(env.client.clone());
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(nss.get_opt(ns).await.unwrap().is_some(), "{ns} re-created");
+        let got = after_reconnect(|| nss.get_opt(ns)).await.unwrap();
+        assert!(got.is_some(), "{ns} re-created");
     }
-    let fresh = api
-        .create(&PostParams::default(), &configmap("after-2", &[]))
-        .await
-        .unwrap();
+    let fresh = create_configmap(&api, "after-2").await;
     assert!(
         rv_num(fresh.metadata.resource_version.as_deref()) > before,
         "the RV counter never rewinds"
@@ -464,11 +393,8 @@ async fn f6_restart() {
 #[tokio::test]
 async fn f7_touch_and_conflict_next() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let cached = api
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let cached = create_configmap(&api, "a").await;
     let new_rv = env
         .emu
         .faults()
@@ -509,7 +435,7 @@ async fn f9_forbid_and_f10_journal() {
         .faults()
         .forbid(RequestMatcher::any().namespace("kube-system"));
     let sys: Api<ConfigMap> = Api::namespaced(env.client.clone(), "kube-system");
-    let def: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let def: Api<ConfigMap> = env.default_api();
     assert!(api_status(sys.list(&ListParams::default()).await).is_forbidden());
     def.create(
         &PostParams {

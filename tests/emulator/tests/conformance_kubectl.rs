@@ -14,7 +14,7 @@ use common::*;
 use ferrolb_shared::crd::IPAddressPool;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube_emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
@@ -76,7 +76,7 @@ async fn kubectl_apply_server_side_service() {
             out.contains("service/web serverside-applied"),
             "{label}: {out}"
         );
-        let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
+        let api: Api<Service> = env.default_api();
         let svc = api.get("web").await.unwrap();
         assert_eq!(
             svc.spec.as_ref().unwrap().type_.as_deref(),
@@ -210,10 +210,9 @@ async fn kubectl_apply_generated_crds_and_ipaddresspool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_delete_waits_for_finalizers() {
     for (label, bin) in kubectl_clients() {
-        let env = start().await;
-        install_crds(&env.emu);
+        let env = start_with_crds().await;
         let k = Arc::new(Kubectl::new(&env.emu, label, &bin));
-        let pools: Api<IPAddressPool> = Api::namespaced(env.client.clone(), "default");
+        let pools: Api<IPAddressPool> = env.default_api();
         let mut p = pool("held", "10.0.0.0/24");
         p.metadata.finalizers = Some(vec!["ferrolb.io/hold".into()]);
         pools.create(&PostParams::default(), &p).await.unwrap();
@@ -247,12 +246,7 @@ async fn kubectl_delete_waits_for_finalizers() {
             !del.is_finished(),
             "{label}: delete returned while the finalizer is still present"
         );
-        pools
-            .patch(
-                "held",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-            )
+        merge_patch(&pools, "held", json!({"metadata": {"finalizers": null}}))
             .await
             .unwrap();
         let out = within("kubectl delete returns", del).await.unwrap();

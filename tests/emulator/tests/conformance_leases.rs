@@ -185,12 +185,7 @@ async fn race_for_an_expired_lease_has_one_winner() {
         let old = micro(
             k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(30),
         );
-        leases
-            .patch(
-                "l",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"renewTime": old}})),
-            )
+        merge_patch(&leases, "l", json!({"spec": {"renewTime": old}}))
             .await
             .unwrap();
     }

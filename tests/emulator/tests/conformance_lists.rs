@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::{Expression, Selector, SelectorExt};
 use kube::runtime::{reflector, watcher};
 use kube_emulator::RequestMatcher;
@@ -99,38 +99,30 @@ async fn pagination_1200_services_three_pages_one_rv() {
     env.emu
         .apply_yaml(&serde_json::to_string(&docs).unwrap())
         .unwrap();
-    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<Service> = env.default_api();
 
     let p1 = api.list(&ListParams::default().limit(500)).await.unwrap();
     let rv = p1.metadata.resource_version.clone().unwrap();
     // Change an object on a later page, delete one, add one: later pages
     // still come from the first page's snapshot.
-    api.patch(
+    merge_patch(
+        &api,
         "svc-1100",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"changed": "yes"}}})),
+        json!({"metadata": {"labels": {"changed": "yes"}}}),
     )
     .await
     .unwrap();
     api.delete("svc-0700", &DeleteParams::default())
         .await
         .unwrap();
-    let p2 = api
-        .list(
-            &ListParams::default()
-                .limit(500)
-                .continue_token(p1.metadata.continue_.as_deref().unwrap()),
-        )
-        .await
-        .unwrap();
-    let p3 = api
-        .list(
-            &ListParams::default()
-                .limit(500)
-                .continue_token(p2.metadata.continue_.as_deref().unwrap()),
-        )
-        .await
-        .unwrap();
+    let next_page = async |prev: &kube::api::ObjectList<Service>| {
+        let token = prev.metadata.continue_.as_deref().unwrap();
+        api.list(&ListParams::default().limit(500).continue_token(token))
+            .await
+            .unwrap()
+    };
+    let p2 = next_page(&p1).await;
+    let p3 = next_page(&p2).await;
     assert_eq!(
         (p1.items.len(), p2.items.len(), p3.items.len()),
         (500, 500, 200)
@@ -187,16 +179,14 @@ async fn pagination_1200_services_three_pages_one_rv() {
         env.emu.journal().list_count("services") >= 1
     })
     .await;
-    api.create(&PostParams::default(), &lb_service("zzz-new", &[]))
-        .await
-        .unwrap();
+    create_lb_service(&api, "zzz-new", &[]).await;
     api.delete("svc-0001", &DeleteParams::default())
         .await
         .unwrap();
-    api.patch(
+    merge_patch(
+        &api,
         "svc-1150",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"late": "1"}}})),
+        json!({"metadata": {"labels": {"late": "1"}}}),
     )
     .await
     .unwrap();
@@ -208,14 +198,7 @@ async fn pagination_1200_services_three_pages_one_rv() {
         3,
         "the watcher paged three times"
     );
-    let truth: BTreeSet<String> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let truth: BTreeSet<String> = list_names(&api).await;
     wait_until("reflector converges to the exact set", || {
         reader
             .state()
@@ -279,7 +262,7 @@ async fn list_resource_version_semantics() {
     )
     .await;
     let took = t0.elapsed();
-    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(504);
     let v = r.json();
     assert_eq!(v["reason"], "Timeout");
     assert!(
@@ -317,7 +300,7 @@ async fn label_selectors_match_kube_semantics() {
         ("c", labels(&[("app", "x")])),
         ("d", labels(&[])),
     ];
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<ConfigMap> = env.default_api();
     for (n, l) in &fixtures {
         let mut cm = configmap(n, &[]);
         cm.metadata.labels = if l.is_empty() { None } else { Some(l.clone()) };
@@ -457,7 +440,7 @@ async fn field_selectors_filter_lists() {
     );
     let c = no_retry_client(&env.emu).await;
     let r = raw_get(&c, "/api/v1/configmaps?fieldSelector=spec.bogus%3Dx").await;
-    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(400);
     let v: Value = r.json();
     assert_eq!(v["reason"], "BadRequest");
 }
@@ -469,7 +452,7 @@ async fn field_selectors_filter_lists() {
 async fn metadata_only_list_and_watch() {
     use k8s_openapi::api::core::v1::Secret;
     let env = start().await;
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let secrets: Api<Secret> = env.default_api();
     secrets
         .create(
             &PostParams::default(),
@@ -482,8 +465,7 @@ async fn metadata_only_list_and_watch() {
         list.items.iter().map(|m| m.name_any()).collect::<Vec<_>>(),
         vec!["s1"]
     );
-    let meta: Api<kube::core::PartialObjectMeta<Secret>> =
-        Api::namespaced(env.client.clone(), "default");
+    let meta: Api<kube::core::PartialObjectMeta<Secret>> = env.default_api();
     let rec = Recorder::spawn(watcher(meta, watcher::Config::default()));
     rec.wait_for("metadata watcher init", |s| *s == Seen::InitDone)
         .await;
@@ -494,11 +476,7 @@ async fn metadata_only_list_and_watch() {
         )
         .await
         .unwrap();
-    rec.wait_for(
-        "metadata watcher sees s2",
-        |s| matches!(s, Seen::Apply(n, _) if n == "s2"),
-    )
-    .await;
+    rec.wait_applied("metadata watcher sees s2", "s2").await;
     let r = raw_with(
         &env.client,
         "GET",

@@ -15,9 +15,7 @@ use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::ResourceExt;
-use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{reflector, watcher};
 use kube_emulator::{BookmarkMode, DropMode, RequestMatcher};
 use serde_json::{Value, json};
@@ -40,33 +38,18 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 #[tokio::test]
 async fn reflector_sees_create_update_delete() {
     let env = start().await;
-    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &lb_service("pre", &[]))
-        .await
-        .unwrap();
-    let (reader, writer) = reflector::store::<Service>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default()),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<Service> = env.default_api();
+    create_lb_service(&api, "pre", &[]).await;
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::None).await;
     assert_eq!(names_in(&reader), set(&["pre"]));
 
-    api.create(&PostParams::default(), &lb_service("a", &[("app", "x")]))
-        .await
-        .unwrap();
+    create_lb_service(&api, "a", &[("app", "x")]).await;
     wait_until("reflector sees a", || {
         names_in(&reader) == set(&["a", "pre"])
     })
     .await;
 
-    let updated = api
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
-        )
+    let updated = merge_patch(&api, "a", json!({"metadata": {"labels": {"v": "2"}}}))
         .await
         .unwrap();
     let want_rv = updated.metadata.resource_version.clone().unwrap();
@@ -106,17 +89,9 @@ async fn reflector_sees_create_update_delete() {
 #[tokio::test]
 async fn reflector_relists_after_forced_410() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("old", &[]))
-        .await
-        .unwrap();
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default()),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["old"]).await;
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::None).await;
     wait_until("watch open", || env.emu.watch_count() == 1).await;
 
     // Advance the counter with a write the watch does not select, then expire
@@ -159,9 +134,7 @@ async fn reflector_relists_after_forced_410() {
     );
 
     // Recovered: live events flow again into the same store.
-    api.create(&PostParams::default(), &configmap("new", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["new"]).await;
     api.delete("old", &DeleteParams::default()).await.unwrap();
     wait_until("store converges after relist", || {
         names_in(&reader) == set(&["new"])
@@ -172,14 +145,8 @@ async fn reflector_relists_after_forced_410() {
 #[tokio::test]
 async fn reflector_resumes_without_list_after_watches_dropped() {
     let env = start().await;
-    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let (reader, writer) = reflector::store::<Service>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default()),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let api: Api<Service> = env.default_api();
+    let (reader, rec) = synced_reflector(&api, watcher::Config::default(), Backoff::None).await;
     wait_until("watch open", || env.emu.watch_count() == 1).await;
 
     for (i, mode) in [DropMode::Clean, DropMode::Abort].into_iter().enumerate() {
@@ -194,9 +161,7 @@ async fn reflector_resumes_without_list_after_watches_dropped() {
             "{mode:?}: one watch dropped"
         );
         let name = format!("after-{i}");
-        api.create(&PostParams::default(), &lb_service(&name, &[]))
-            .await
-            .unwrap();
+        create_lb_service(&api, &name, &[]).await;
         wait_until(&format!("{mode:?}: reflector sees {name}"), || {
             names_in(&reader).contains(&name)
         })
@@ -234,7 +199,7 @@ async fn reflector_resumes_without_list_after_watches_dropped() {
 #[tokio::test]
 async fn resource_versions_increase_and_deleted_event_carries_delete_rv() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<ConfigMap> = env.default_api();
     let list = api.list(&ListParams::default()).await.unwrap();
     let start_rv = list.metadata.resource_version.unwrap();
     let mut w = RawWatch::open(
@@ -243,20 +208,9 @@ async fn resource_versions_increase_and_deleted_event_carries_delete_rv() {
     )
     .await;
     assert_eq!(w.status, 200);
-    let a = api
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
-    let b = api
-        .create(&PostParams::default(), &configmap("b", &[]))
-        .await
-        .unwrap();
-    let a2 = api
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"k": "v2"}})),
-        )
+    let a = create_configmap(&api, "a").await;
+    let b = create_configmap(&api, "b").await;
+    let a2 = merge_patch(&api, "a", json!({"data": {"k": "v2"}}))
         .await
         .unwrap();
     api.delete("a", &DeleteParams::default()).await.unwrap();
@@ -314,23 +268,10 @@ async fn resource_versions_increase_and_deleted_event_carries_delete_rv() {
 #[tokio::test]
 async fn watch_start_points() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
-    api.create(&PostParams::default(), &configmap("b", &[]))
-        .await
-        .unwrap();
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    api.create(&PostParams::default(), &configmap("c", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["a", "b"]).await;
+    let rv = list_rv(&api).await;
+    create_configmaps(&api, &["c"]).await;
     let base = "/api/v1/namespaces/default/configmaps?watch=true";
 
     // Unset and "0": a synthetic ADDED for every object, then live events.
@@ -350,9 +291,7 @@ async fn watch_start_points() {
     let mut w = RawWatch::open(&env.client, &format!("{base}&resourceVersion={rv}")).await;
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(ev_kind_name(&ev), ("ADDED".into(), "c".into()));
-    api.create(&PostParams::default(), &configmap("d", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&api, &["d"]).await;
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(
         ev_kind_name(&ev),
@@ -413,11 +352,8 @@ async fn watch_start_points() {
 async fn bookmarks_carry_kind_api_version_and_current_rv() {
     let env = start_fast_bookmarks().await;
     install_crds(&env.emu);
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let created = api
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let created = create_configmap(&api, "a").await;
     let created_rv = rv_num(created.metadata.resource_version.as_deref());
     let mut s = api
         .watch(&WatchParams::default(), "0")
@@ -498,12 +434,9 @@ async fn bookmarks_carry_kind_api_version_and_current_rv() {
 #[tokio::test]
 async fn quiet_filtered_watch_resumes_after_compaction_thanks_to_bookmarks() {
     let env = start_fast_bookmarks().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<ConfigMap> = env.default_api();
     let cfg = watcher::Config::default().labels("app=quiet");
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let rec = Recorder::spawn(reflector(writer, watcher(api.clone(), cfg)));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
+    let (reader, rec) = synced_reflector(&api, cfg, Backoff::None).await;
     wait_until("watch open", || env.emu.watch_count() == 1).await;
 
     let mut yaml = String::new();
@@ -557,10 +490,8 @@ async fn quiet_filtered_watch_resumes_after_compaction_thanks_to_bookmarks() {
 #[tokio::test]
 async fn watch_timeout_closes_cleanly_and_watcher_rewatches() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["a"]).await;
     let t0 = Instant::now();
     let mut w = RawWatch::open(&env.client, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&allowWatchBookmarks=true").await;
     assert_eq!(w.status, 200);
@@ -613,14 +544,8 @@ async fn watch_timeout_closes_cleanly_and_watcher_rewatches() {
         e.query_param("resourceVersion")
             .is_some_and(|r| !r.is_empty() && r != "0")
     }));
-    api.create(&PostParams::default(), &configmap("b", &[]))
-        .await
-        .unwrap();
-    rec.wait_for(
-        "live events still flow",
-        |s| matches!(s, Seen::Apply(n, _) if n == "b"),
-    )
-    .await;
+    create_configmaps(&api, &["b"]).await;
+    rec.wait_applied("live events still flow", "b").await;
 }
 
 /// E27: an object leaving a selected set yields DELETED, re-entering ADDED;
@@ -628,14 +553,8 @@ async fn watch_timeout_closes_cleanly_and_watcher_rewatches() {
 #[tokio::test]
 async fn selector_transitions_on_watch() {
     let env = start().await;
-    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let api: Api<Service> = env.default_api();
+    let rv = list_rv(&api).await;
     let mut w = RawWatch::open(&env.client, &format!("/api/v1/namespaces/default/services?watch=true&labelSelector=app%3Dx&resourceVersion={rv}")).await;
     api.create(
         &PostParams::default(),
@@ -643,10 +562,7 @@ async fn selector_transitions_on_watch() {
     )
     .await
     .unwrap();
-    let s1 = api
-        .create(&PostParams::default(), &lb_service("s1", &[("app", "x")]))
-        .await
-        .unwrap();
+    let s1 = create_lb_service(&api, "s1", &[("app", "x")]).await;
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(
         ev_kind_name(&ev),
@@ -654,12 +570,7 @@ async fn selector_transitions_on_watch() {
         "the non-matching Service is filtered out"
     );
 
-    let moved = api
-        .patch(
-            "s1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}})),
-        )
+    let moved = merge_patch(&api, "s1", json!({"metadata": {"labels": {"app": "z"}}}))
         .await
         .unwrap();
     let ev = w.next_event(DEADLINE).await.unwrap();
@@ -675,20 +586,16 @@ async fn selector_transitions_on_watch() {
     );
     assert!(ev_rv(&ev) > rv_num(s1.metadata.resource_version.as_deref()));
 
-    api.patch(
+    merge_patch(
+        &api,
         "other",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"n": "1"}}})),
+        json!({"metadata": {"annotations": {"n": "1"}}}),
     )
     .await
     .unwrap();
-    api.patch(
-        "s1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})),
-    )
-    .await
-    .unwrap();
+    merge_patch(&api, "s1", json!({"metadata": {"labels": {"app": "x"}}}))
+        .await
+        .unwrap();
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(
         ev_kind_name(&ev),
@@ -697,21 +604,16 @@ async fn selector_transitions_on_watch() {
     );
 
     // The kube watcher with a label selector keeps an exact store.
-    let (reader, writer) = reflector::store::<Service>();
-    let rec = Recorder::spawn(reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default().labels("app=x")),
-    ));
-    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
-        .await;
-    assert_eq!(names_in(&reader), set(&["s1"]));
-    api.patch(
-        "s1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}})),
+    let (reader, _rec) = synced_reflector(
+        &api,
+        watcher::Config::default().labels("app=x"),
+        Backoff::None,
     )
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(names_in(&reader), set(&["s1"]));
+    merge_patch(&api, "s1", json!({"metadata": {"labels": {"app": "gone"}}}))
+        .await
+        .unwrap();
     wait_until("watcher drops the relabelled Service", || {
         names_in(&reader).is_empty()
     })
@@ -737,22 +639,20 @@ async fn selector_transitions_on_watch() {
         ev_kind_name(&w.next_event(DEADLINE).await.unwrap()),
         ("ADDED".into(), "node-a".into())
     );
-    nodes
-        .patch(
-            "node-b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
-        )
-        .await
-        .unwrap();
-    nodes
-        .patch(
-            "node-a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
-        )
-        .await
-        .unwrap();
+    merge_patch(
+        &nodes,
+        "node-b",
+        json!({"metadata": {"labels": {"x": "1"}}}),
+    )
+    .await
+    .unwrap();
+    merge_patch(
+        &nodes,
+        "node-a",
+        json!({"metadata": {"labels": {"x": "1"}}}),
+    )
+    .await
+    .unwrap();
     let ev = w.next_event(DEADLINE).await.unwrap();
     assert_eq!(
         ev_kind_name(&ev),
@@ -766,7 +666,7 @@ async fn selector_transitions_on_watch() {
 #[tokio::test]
 async fn streaming_list_supported_or_rejected_with_422() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<ConfigMap> = env.default_api();
     for n in ["a", "b"] {
         api.create(&PostParams::default(), &configmap(n, &[]))
             .await
@@ -775,7 +675,7 @@ async fn streaming_list_supported_or_rejected_with_422() {
     let base = "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true";
     // Without the two companion parameters it is always 422.
     let bad = raw_get(&env.client, base).await;
-    assert_eq!(bad.status, 422, "{}", String::from_utf8_lossy(&bad.body));
+    bad.assert_status(422);
     assert_eq!(bad.json()["reason"], "Invalid");
     let bad = raw_get(
         &env.client,
@@ -824,14 +724,8 @@ async fn streaming_list_supported_or_rejected_with_422() {
         .await;
     assert_eq!(rec.count(|s| matches!(s, Seen::InitApply(_))), 2);
     assert_eq!(env.emu.journal().list_count("configmaps"), 0, "no LIST");
-    api.create(&PostParams::default(), &configmap("c", &[]))
-        .await
-        .unwrap();
-    rec.wait_for(
-        "then live events",
-        |s| matches!(s, Seen::Apply(n, _) if n == "c"),
-    )
-    .await;
+    create_configmaps(&api, &["c"]).await;
+    rec.wait_applied("then live events", "c").await;
 }
 
 /// F8: a bookmark on demand reaches a watcher even with periodic ones off.
@@ -860,11 +754,8 @@ async fn history_window_expires_old_resume_points() {
         ..Default::default()
     })
     .await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let first = api
-        .create(&PostParams::default(), &configmap("c0", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let first = create_configmap(&api, "c0").await;
     let first_rv = first.resource_version().unwrap();
     for i in 1..12 {
         api.create(&PostParams::default(), &configmap(&format!("c{i}"), &[]))
@@ -921,10 +812,8 @@ async fn two_hundred_concurrent_watches_all_receive_events() {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/json"))
     );
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &configmap("hello", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    create_configmaps(&api, &["hello"]).await;
     let tasks: Vec<_> = watches
         .into_iter()
         .map(|mut w| {
@@ -948,11 +837,8 @@ async fn two_hundred_concurrent_watches_all_receive_events() {
 #[tokio::test]
 async fn closing_bookmark_before_timeout() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let created = api
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let created = create_configmap(&api, "a").await;
     let t0 = Instant::now();
     let mut w = RawWatch::open(&env.client, &format!(
         "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=3&allowWatchBookmarks=true&resourceVersion={}",

@@ -63,17 +63,24 @@ fn body(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
+/// A server-side apply of `doc` (as JSON, which is YAML) through raw HTTP.
+async fn raw_apply(c: &kube::Client, uri: &str, doc: Value) -> RawResponse {
+    raw(
+        c,
+        "PATCH",
+        uri,
+        Some("application/apply-patch+yaml"),
+        body(doc),
+    )
+    .await
+}
+
 /// E4: every error row has the upstream shape and satisfies kube's predicates.
 #[tokio::test]
 async fn status_errors_have_upstream_shape() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let created = cms
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let (env, c) = start_with_crds_no_retry().await;
+    let cms: Api<ConfigMap> = in_default(&c);
+    let created = create_configmap(&cms, "a").await;
 
     // 404 NotFound, core and CR.
     let v = status_of(&raw_get(&c, &format!("{CM}/nope")).await, 404, "NotFound");
@@ -122,13 +129,9 @@ async fn status_errors_have_upstream_shape() {
         )
         .is_already_exists()
     );
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"k": "2"}})),
-    )
-    .await
-    .unwrap();
+    merge_patch(&cms, "a", json!({"data": {"k": "2"}}))
+        .await
+        .unwrap();
     let stale = serde_json::to_value(&created).unwrap();
     let v = status_of(
         &raw(&c, "PUT", &format!("{CM}/a"), None, body(stale)).await,
@@ -296,9 +299,7 @@ async fn status_errors_have_upstream_shape() {
     }
     let page = cms.list(&ListParams::default().limit(1)).await.unwrap();
     let token = page.metadata.continue_.clone().expect("a continue token");
-    cms.create(&PostParams::default(), &configmap("later", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&cms, &["later"]).await;
     env.emu.faults().compact(None);
     let r = raw_get(&c, &format!("{CM}?limit=1&continue={token}")).await;
     status_of(&r, 410, "Expired");
@@ -316,11 +317,8 @@ async fn status_errors_have_upstream_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_puts_with_one_rv_have_exactly_one_winner() {
     let env = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let base = api
-        .create(&PostParams::default(), &configmap("race", &[]))
-        .await
-        .unwrap();
+    let api: Api<ConfigMap> = env.default_api();
+    let base = create_configmap(&api, "race").await;
     let mut tasks = Vec::new();
     for i in 0..50 {
         let api = api.clone();
@@ -358,12 +356,10 @@ async fn concurrent_puts_with_one_rv_have_exactly_one_winner() {
 /// E12: PUT rules per kind.
 #[tokio::test]
 async fn replace_rules() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let c = no_retry_client(&env.emu).await;
+    let (_env, c) = start_with_crds_no_retry().await;
 
     // Lease: a stale RV gets 409; no RV gets 422; PUT may create.
-    let leases: Api<Lease> = Api::namespaced(c.clone(), "default");
+    let leases: Api<Lease> = in_default(&c);
     let l: Lease = obj(
         json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 10}}),
     );
@@ -396,10 +392,8 @@ async fn replace_rules() {
     );
 
     // Service: unconditional PUT (no RV) is allowed; PUT may create.
-    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
-    svcs.create(&PostParams::default(), &lb_service("s", &[]))
-        .await
-        .unwrap();
+    let svcs: Api<Service> = in_default(&c);
+    create_lb_service(&svcs, "s", &[]).await;
     let mut s_no_rv = svcs.get("s").await.unwrap();
     s_no_rv.metadata.resource_version = None;
     s_no_rv.metadata.labels = Some([("u".to_owned(), "1".to_owned())].into());
@@ -418,7 +412,7 @@ async fn replace_rules() {
     );
 
     // CR: no RV → 422; missing → 404 (no create-on-PUT).
-    let pools: Api<IPAddressPool> = Api::namespaced(c.clone(), "default");
+    let pools: Api<IPAddressPool> = in_default(&c);
     pools
         .create(&PostParams::default(), &pool("p", "10.1.0.0/24"))
         .await
@@ -436,11 +430,8 @@ async fn replace_rules() {
     );
 
     // Name mismatch → 400 with the upstream message.
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let a = cms
-        .create(&PostParams::default(), &configmap("a", &[]))
-        .await
-        .unwrap();
+    let cms: Api<ConfigMap> = in_default(&c);
+    let a = create_configmap(&cms, "a").await;
     let s = api_status(cms.replace("b", &PostParams::default(), &a).await);
     assert_eq!(s.code, 400, "{s:?}");
     assert_eq!(
@@ -504,10 +495,8 @@ async fn replace_rules() {
 /// E11: create rules.
 #[tokio::test]
 async fn create_rules() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let (_env, c) = start_with_crds_no_retry().await;
+    let cms: Api<ConfigMap> = in_default(&c);
 
     // generateName: prefix plus 5 characters from the upstream alphabet.
     let gen_cm: ConfigMap = obj(json!({"metadata": {"generateName": "ferrolb-"}}));
@@ -580,7 +569,7 @@ async fn create_rules() {
     assert!(s.is_invalid(), "a 64-character label value");
 
     // Names: Services need a DNS-1035 label.
-    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+    let svcs: Api<Service> = in_default(&c);
     assert!(
         api_status(
             svcs.create(&PostParams::default(), &lb_service("1abc", &[]))
@@ -595,9 +584,7 @@ async fn create_rules() {
         )
         .is_invalid()
     );
-    cms.create(&PostParams::default(), &configmap("a.b", &[]))
-        .await
-        .unwrap();
+    create_configmaps(&cms, &["a.b"]).await;
 
     // Finalizers must be qualified names.
     let s = api_status(
@@ -636,7 +623,7 @@ async fn create_rules() {
         "spec": {"addresses": ["10.0.0.0/24"]},
         "status": {"assignedIPv4": 5}
     }));
-    let pools: Api<IPAddressPool> = Api::namespaced(c.clone(), "default");
+    let pools: Api<IPAddressPool> = in_default(&c);
     let p = pools.create(&PostParams::default(), &sent).await.unwrap();
     assert_ne!(p.metadata.uid.as_deref(), Some("client-uid"));
     assert_eq!(p.metadata.uid.as_deref().map(str::len), Some(36), "a UUID");
@@ -669,10 +656,8 @@ async fn create_rules() {
 /// E13: merge and JSON patch, the RV-precondition-on-patch idiom.
 #[tokio::test]
 async fn merge_and_json_patch_rules() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let (_env, c) = start_with_crds_no_retry().await;
+    let cms: Api<ConfigMap> = in_default(&c);
     let a = cms
         .create(
             &PostParams::default(),
@@ -682,25 +667,19 @@ async fn merge_and_json_patch_rules() {
         .unwrap();
 
     // Merge: null deletes; arrays are replaced whole.
-    let out = cms
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": null}}, "data": {"n": "1"}})),
-        )
-        .await
-        .unwrap();
+    let out = merge_patch(
+        &cms,
+        "a",
+        json!({"metadata": {"labels": {"x": null}}, "data": {"n": "1"}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.labels().keys().collect::<Vec<_>>(), vec!["y"]);
-    let pools: Api<IPAddressPool> = Api::namespaced(c.clone(), "default");
+    let pools: Api<IPAddressPool> = in_default(&c);
     let mut p = pool("p", "10.0.0.0/24");
     p.spec.addresses.push("10.0.1.0/24".into());
     pools.create(&PostParams::default(), &p).await.unwrap();
-    let out = pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"addresses": ["10.9.0.0/24"]}})),
-        )
+    let out = merge_patch(&pools, "p", json!({"spec": {"addresses": ["10.9.0.0/24"]}}))
         .await
         .unwrap();
     assert_eq!(out.spec.addresses, vec!["10.9.0.0/24"]);
@@ -708,19 +687,19 @@ async fn merge_and_json_patch_rules() {
     // Merge with a stale resourceVersion → 409; with the current one → 200.
     let stale = a.resource_version().unwrap();
     let s = api_status(
-        cms.patch(
+        merge_patch(
+            &cms,
             "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "data": {"n": "2"}})),
+            json!({"metadata": {"resourceVersion": stale}, "data": {"n": "2"}}),
         )
         .await,
     );
     assert!(s.is_conflict(), "{s:?}");
     let cur = cms.get("a").await.unwrap().resource_version().unwrap();
-    cms.patch(
+    merge_patch(
+        &cms,
         "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"resourceVersion": cur}, "data": {"n": "2"}})),
+        json!({"metadata": {"resourceVersion": cur}, "data": {"n": "2"}}),
     )
     .await
     .unwrap();
@@ -774,17 +753,9 @@ async fn merge_and_json_patch_rules() {
         b"{\"op\":\"add\"}".to_vec(),
     )
     .await;
-    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(400);
     assert!(
-        api_status(
-            cms.patch(
-                "ghost",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"a": "b"}}))
-            )
-            .await
-        )
-        .is_not_found()
+        api_status(merge_patch(&cms, "ghost", json!({"data": {"a": "b"}})).await).is_not_found()
     );
     let r = raw(
         &c,
@@ -794,14 +765,14 @@ async fn merge_and_json_patch_rules() {
         body(json!({"data": {"f": "1"}})),
     )
     .await;
-    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(422);
 
     // Patched results are validated like a PUT.
     let s = api_status(
-        cms.patch(
+        merge_patch(
+            &cms,
             "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"ip": "fd00::1"}}})),
+            json!({"metadata": {"labels": {"ip": "fd00::1"}}}),
         )
         .await,
     );
@@ -830,9 +801,8 @@ async fn merge_and_json_patch_rules() {
 /// object without any finalizers.
 #[tokio::test]
 async fn finalizer_helper_adds_and_removes_its_finalizer() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let pools: Api<IPAddressPool> = Api::namespaced(env.client.clone(), "default");
+    let env = start_with_crds().await;
+    let pools: Api<IPAddressPool> = env.default_api();
     pools
         .create(&PostParams::default(), &pool("p", "10.0.0.0/24"))
         .await
@@ -874,13 +844,9 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
 /// Services keep metadata changed through /status; CRs drop it.
 #[tokio::test]
 async fn status_subresource_split() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let created = svcs
-        .create(&PostParams::default(), &lb_service("s", &[]))
-        .await
-        .unwrap();
+    let env = start_with_crds().await;
+    let svcs: Api<Service> = env.default_api();
+    let created = create_lb_service(&svcs, "s", &[]).await;
     let port = created.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
 
     let st = svcs
@@ -928,14 +894,13 @@ async fn status_subresource_split() {
         "main PUT keeps status"
     );
     assert_eq!(out.labels().get("main").map(String::as_str), Some("1"));
-    let out = svcs
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}})),
-        )
-        .await
-        .unwrap();
+    let out = merge_patch(
+        &svcs,
+        "s",
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         ip(&out),
         Some(Some("192.0.2.10".into())),
@@ -945,7 +910,7 @@ async fn status_subresource_split() {
     assert!(full.spec.is_some(), "GET /status returns the whole object");
 
     // CR: /status drops spec AND metadata changes.
-    let pools: Api<IPAddressPool> = Api::namespaced(env.client.clone(), "default");
+    let pools: Api<IPAddressPool> = env.default_api();
     pools
         .create(&PostParams::default(), &pool("p", "10.0.0.0/24"))
         .await
@@ -1015,10 +980,8 @@ async fn status_subresource_split() {
 /// E14: server-side apply through /status, as kube controllers do it.
 #[tokio::test]
 async fn server_side_apply_status_patches() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let c = no_retry_client(&env.emu).await;
-    let pools: Api<IPAddressPool> = Api::namespaced(c.clone(), "default");
+    let (env, c) = start_with_crds_no_retry().await;
+    let pools: Api<IPAddressPool> = in_default(&c);
     pools
         .create(&PostParams::default(), &pool("p", "10.0.0.0/24"))
         .await
@@ -1054,10 +1017,8 @@ async fn server_side_apply_status_patches() {
     assert!(j.status_writes_not_by("ferrolb-controller").is_empty());
 
     // Service status by apply; ipMode defaults to VIP.
-    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
-    svcs.create(&PostParams::default(), &lb_service("s", &[]))
-        .await
-        .unwrap();
+    let svcs: Api<Service> = in_default(&c);
+    create_lb_service(&svcs, "s", &[]).await;
     let out = svcs
         .patch_status("s", &pp, &Patch::Apply(json!({"apiVersion": "v1", "kind": "Service", "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5"}]}}})))
         .await
@@ -1079,7 +1040,7 @@ async fn server_side_apply_status_patches() {
     );
     let r = raw(&c, "PATCH", &format!("{POOLS}/made?fieldManager=test&force=true"), Some("application/apply-patch+yaml"),
         b"apiVersion: ferrolb.io/v1alpha1\nkind: IPAddressPool\nmetadata:\n  name: made\nspec:\n  addresses: [10.5.0.0/24]\n".to_vec()).await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(201);
     assert_eq!(
         pools.get("made").await.unwrap().metadata.generation,
         Some(1)
@@ -1095,36 +1056,30 @@ async fn server_side_apply_status_patches() {
             .await,
     );
     assert_eq!(s.code, 422, "{s:?}");
-    let r = raw(
+    let r = raw_apply(
         &c,
-        "PATCH",
         &format!("{POOLS}/p/status?fieldManager=ferrolb-controller&force=false"),
-        Some("application/apply-patch+yaml"),
-        body(status_doc(5)),
+        status_doc(5),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(200);
     // Wrong kind → 400; managedFields in the body → 400.
-    let r = raw(
+    let r = raw_apply(
         &c,
-        "PATCH",
         &format!("{POOLS}/p?fieldManager=t&force=true"),
-        Some("application/apply-patch+yaml"),
-        body(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}})),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}}),
     )
     .await;
-    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
-    let r = raw(&c, "PATCH", &format!("{POOLS}/p?fieldManager=t&force=true"), Some("application/apply-patch+yaml"),
-        body(json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "IPAddressPool", "metadata": {"name": "p", "managedFields": [{"manager": "x"}]}}))).await;
-    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(400);
+    let r = raw_apply(&c, &format!("{POOLS}/p?fieldManager=t&force=true"), json!({"apiVersion": "ferrolb.io/v1alpha1", "kind": "IPAddressPool", "metadata": {"name": "p", "managedFields": [{"manager": "x"}]}})).await;
+    r.assert_status(400);
 }
 
 /// E16: writes that change nothing keep the RV and emit no event.
 #[tokio::test]
 async fn noop_writes_emit_no_event() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let pools: Api<IPAddressPool> = Api::namespaced(env.client.clone(), "default");
+    let env = start_with_crds().await;
+    let pools: Api<IPAddressPool> = env.default_api();
     let created = pools
         .create(&PostParams::default(), &pool("p", "10.0.0.0/24"))
         .await
@@ -1188,20 +1143,14 @@ async fn noop_writes_emit_no_event() {
 /// E18: generation for tracked kinds; none for untracked ones.
 #[tokio::test]
 async fn generation_tracking() {
-    let env = start().await;
-    install_crds(&env.emu);
-    let pools: Api<IPAddressPool> = Api::namespaced(env.client.clone(), "default");
+    let env = start_with_crds().await;
+    let pools: Api<IPAddressPool> = env.default_api();
     let p = pools
         .create(&PostParams::default(), &pool("p", "10.0.0.0/24"))
         .await
         .unwrap();
     assert_eq!(p.metadata.generation, Some(1));
-    let p = pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"autoAssign": false}})),
-        )
+    let p = merge_patch(&pools, "p", json!({"spec": {"autoAssign": false}}))
         .await
         .unwrap();
     assert_eq!(p.metadata.generation, Some(2), "spec change");
@@ -1244,34 +1193,19 @@ async fn generation_tracking() {
         "a repeated delete does not bump again"
     );
 
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
-    let s = svcs
-        .create(&PostParams::default(), &lb_service("s", &[]))
-        .await
-        .unwrap();
+    let svcs: Api<Service> = env.default_api();
+    let s = create_lb_service(&svcs, "s", &[]).await;
     assert_eq!(s.metadata.generation, None);
-    let s = svcs
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"ports": [{"port": 81}]}})),
-        )
+    let s = merge_patch(&svcs, "s", json!({"spec": {"ports": [{"port": 81}]}}))
         .await
         .unwrap();
     assert_eq!(
         s.metadata.generation, None,
         "Services never show a generation"
     );
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    assert_eq!(
-        cms.create(&PostParams::default(), &configmap("c", &[]))
-            .await
-            .unwrap()
-            .metadata
-            .generation,
-        None
-    );
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let cms: Api<ConfigMap> = env.default_api();
+    assert_eq!(create_configmap(&cms, "c").await.metadata.generation, None);
+    let leases: Api<Lease> = env.default_api();
     let l = leases
         .create(
             &PostParams::default(),
@@ -1287,21 +1221,12 @@ async fn generation_tracking() {
 async fn delete_and_finalizers() {
     let env = start().await;
     let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let rv0 = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let cms: Api<ConfigMap> = in_default(&c);
+    let rv0 = list_rv(&cms).await;
     let mut w = RawWatch::open(&c, &format!("{CM}?watch=true&resourceVersion={rv0}")).await;
 
     // No finalizers: Status Success with details; DELETED event.
-    let plain = cms
-        .create(&PostParams::default(), &configmap("plain", &[]))
-        .await
-        .unwrap();
+    let plain = create_configmap(&cms, "plain").await;
     let st = cms
         .delete("plain", &DeleteParams::default())
         .await
@@ -1324,7 +1249,7 @@ async fn delete_and_finalizers() {
     );
 
     // Pods answer a delete with the object.
-    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = in_default(&c);
     pods.create(&PostParams::default(), &obj(json!({"metadata": {"name": "pod"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))).await.unwrap();
     assert!(
         pods.delete("pod", &DeleteParams::default())
@@ -1460,14 +1385,7 @@ async fn delete_and_finalizers() {
     )
     .await
     .unwrap();
-    let left: Vec<String> = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let left: Vec<String> = list_names(&cms).await;
     assert_eq!(left, vec!["y1"]);
 }
 
@@ -1475,7 +1393,7 @@ async fn delete_and_finalizers() {
 #[tokio::test]
 async fn service_defaults_and_status_validation() {
     let env = start().await;
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let svcs: Api<Service> = env.default_api();
     let plain: Service =
         obj(json!({"metadata": {"name": "plain"}, "spec": {"ports": [{"port": 8080}]}}));
     let s = svcs
@@ -1502,12 +1420,7 @@ async fn service_defaults_and_status_validation() {
     assert_eq!(s.internal_traffic_policy.as_deref(), Some("Cluster"));
     assert_eq!(s.external_traffic_policy, None);
 
-    let lb = svcs
-        .create(&PostParams::default(), &lb_service("lb", &[]))
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let lb = create_lb_service(&svcs, "lb", &[]).await.spec.unwrap();
     let np = lb.ports.as_ref().unwrap()[0].node_port.unwrap();
     assert!((30000..=32767).contains(&np), "{np}");
     assert_eq!(lb.external_traffic_policy.as_deref(), Some("Cluster"));
@@ -1592,9 +1505,8 @@ async fn service_defaults_and_status_validation() {
         );
     }
     // Leaving LoadBalancer does not clear the status.
-    let out = svcs
-        .patch("lb", &PatchParams::default(), &Patch::Merge(json!({"spec": {
-            "type": "ClusterIP", "ports": [{"port": 80}], "externalTrafficPolicy": null, "allocateLoadBalancerNodePorts": null}})))
+    let out = merge_patch(&svcs, "lb", json!({"spec": {
+            "type": "ClusterIP", "ports": [{"port": 80}], "externalTrafficPolicy": null, "allocateLoadBalancerNodePorts": null}}))
         .await
         .unwrap();
     assert_eq!(out.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
@@ -1615,7 +1527,7 @@ async fn service_dual_stack_defaults() {
         ..EmulatorConfig::default()
     })
     .await;
-    let svcs: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let svcs: Api<Service> = env.default_api();
     let ds: Service = obj(
         json!({"metadata": {"name": "ds"}, "spec": {"type": "LoadBalancer", "ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}}),
     );
@@ -1632,12 +1544,7 @@ async fn service_dual_stack_defaults() {
     let ips = s.cluster_ips.unwrap();
     assert_eq!(ips.len(), 2);
     assert!(ips[1].parse::<std::net::Ipv6Addr>().is_ok(), "{ips:?}");
-    let single = svcs
-        .create(&PostParams::default(), &lb_service("single", &[]))
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let single = create_lb_service(&svcs, "single", &[]).await.spec.unwrap();
     assert_eq!(
         single.ip_families.as_deref(),
         Some(&["IPv4".to_owned()][..])
@@ -1671,9 +1578,7 @@ async fn namespace_deletion_removes_contents_first() {
     .await
     .unwrap();
     let svcs: Api<Service> = Api::namespaced(env.client.clone(), "team");
-    svcs.create(&PostParams::default(), &lb_service("s", &[]))
-        .await
-        .unwrap();
+    create_lb_service(&svcs, "s", &[]).await;
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "team");
     cms.create(
         &PostParams::default(),
@@ -1708,13 +1613,9 @@ async fn namespace_deletion_removes_contents_first() {
             .await,
     );
     assert_eq!(s.code, 403, "create into a terminating namespace: {s:?}");
-    cms.patch(
-        "held",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .unwrap();
+    merge_patch(&cms, "held", json!({"metadata": {"finalizers": null}}))
+        .await
+        .unwrap();
     let ev = ns_w
         .until("namespace DELETED", |e| e["type"] == "DELETED")
         .await;
@@ -1775,7 +1676,7 @@ async fn storage_kinds_and_traits() {
     );
 
     // Secrets: stringData merges into data; data must be base64.
-    let secrets: Api<Secret> = Api::namespaced(c.clone(), "default");
+    let secrets: Api<Secret> = in_default(&c);
     let s: Secret =
         obj(json!({"metadata": {"name": "s"}, "data": {"a": "YQ=="}, "stringData": {"b": "bee"}}));
     secrets.create(&PostParams::default(), &s).await.unwrap();
@@ -1802,7 +1703,7 @@ async fn storage_kinds_and_traits() {
     );
 
     // EndpointSlices are stored as sent, and label selectors find them.
-    let eps: Api<EndpointSlice> = Api::namespaced(c.clone(), "default");
+    let eps: Api<EndpointSlice> = in_default(&c);
     let e: EndpointSlice = obj(json!({
         "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
@@ -1823,7 +1724,7 @@ async fn storage_kinds_and_traits() {
 async fn server_side_apply_field_ownership() {
     let env = start().await;
     let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let cms: Api<ConfigMap> = in_default(&c);
     let doc = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": data});
     let a = PatchParams::apply("manager-a");
     let out = cms
@@ -1894,7 +1795,7 @@ async fn server_side_apply_field_ownership() {
 async fn write_validation_odds_and_ends() {
     let env = start().await;
     let c = no_retry_client(&env.emu).await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let cms: Api<ConfigMap> = in_default(&c);
     let owner = |controller_a: bool, controller_b: bool| {
         json!({"metadata": {"name": "owned", "ownerReferences": [
             {"apiVersion": "v1", "kind": "Service", "name": "a", "uid": "11111111-1111-1111-1111-111111111111", "controller": controller_a},
@@ -1938,30 +1839,28 @@ async fn write_validation_odds_and_ends() {
         body(Value::Array(ops)),
     )
     .await;
-    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(413);
 
     // Apply: a name that differs from the URL → 400.
-    let r = raw(
+    let r = raw_apply(
         &c,
-        "PATCH",
         &format!("{CM}/owned?fieldManager=t"),
-        Some("application/apply-patch+yaml"),
-        body(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}})),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}}),
     )
     .await;
-    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    r.assert_status(400);
 
     // Service: loadBalancerClass is immutable while the type stays LoadBalancer.
-    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+    let svcs: Api<Service> = in_default(&c);
     let lb: Service = obj(
         json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "loadBalancerClass": "ferrolb.io/lb", "ports": [{"port": 80}]}}),
     );
     svcs.create(&PostParams::default(), &lb).await.unwrap();
     let s = api_status(
-        svcs.patch(
+        merge_patch(
+            &svcs,
             "lb",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"loadBalancerClass": "other.io/lb"}})),
+            json!({"spec": {"loadBalancerClass": "other.io/lb"}}),
         )
         .await,
     );

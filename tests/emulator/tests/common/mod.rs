@@ -20,11 +20,12 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Status;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_emulator::{Emulator, EmulatorConfig};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Generous deadline for anything a test waits on; normally reached in milliseconds.
@@ -51,6 +52,41 @@ pub async fn start_with(cfg: EmulatorConfig) -> Env {
         .await
         .expect("kube client from the emulator's kubeconfig");
     Env { emu, client }
+}
+
+/// Starts an emulator with default settings and the chart's CRDs installed.
+pub async fn start_with_crds() -> Env {
+    let env = start().await;
+    install_crds(&env.emu);
+    env
+}
+
+impl Env {
+    /// An `Api` for a namespaced kind in `default`, through the default client.
+    pub fn default_api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        in_default(&self.client)
+    }
+}
+
+/// An `Api` for a namespaced kind in `default`, through `client`.
+pub fn in_default<K>(client: &Client) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    Api::namespaced(client.clone(), "default")
+}
+
+/// Starts an emulator with the chart's CRDs installed, plus a client for it without kube's
+/// retries (see [`no_retry_client`]).
+pub async fn start_with_crds_no_retry() -> (Env, Client) {
+    let env = start_with_crds().await;
+    let client = no_retry_client(&env.emu).await;
+    (env, client)
 }
 
 /// Starts an emulator that sends periodic bookmarks every 100 ms.
@@ -115,6 +151,28 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// The first answer from the server to `f` after the emulator dropped its connections (F5
+/// stop/start, F6 restart). A request can still go out on a pooled connection that the server
+/// has already closed, and kube does not retry transport errors, so those are retried until
+/// [`DEADLINE`]; an answer from the server (success or a `Status`) is returned as it is.
+pub async fn after_reconnect<T, F, Fut>(mut f: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    within("an answer from the server after reconnecting", async {
+        loop {
+            match f().await {
+                Err(e) if !matches!(e, kube::Error::Api(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                answer => break answer,
+            }
+        }
+    })
+    .await
+}
+
 /// The API `Status` of a failed kube call; panics on success or a non-API error.
 pub fn api_status<T: std::fmt::Debug>(r: kube::Result<T>) -> Status {
     match r {
@@ -143,6 +201,65 @@ pub fn lb_service(name: &str, labels: &[(&str, &str)]) -> Service {
 pub fn configmap(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
     obj(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}))
+}
+
+/// Creates a plain ConfigMap (see [`configmap`]) and returns it as stored; panics on a
+/// failure.
+pub async fn create_configmap(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
+    api.create(&PostParams::default(), &configmap(name, &[]))
+        .await
+        .unwrap_or_else(|e| panic!("creating ConfigMap {name}: {e}"))
+}
+
+/// Creates [`lb_service`] `name` with `labels` and returns it as stored; panics on a failure.
+pub async fn create_lb_service(api: &Api<Service>, name: &str, labels: &[(&str, &str)]) -> Service {
+    api.create(&PostParams::default(), &lb_service(name, labels))
+        .await
+        .unwrap_or_else(|e| panic!("creating Service {name}: {e}"))
+}
+
+/// Creates one plain ConfigMap (see [`configmap`]) per name, in order; panics on a failure.
+pub async fn create_configmaps(api: &Api<ConfigMap>, names: &[&str]) {
+    for name in names {
+        create_configmap(api, name).await;
+    }
+}
+
+/// The collection's resourceVersion, from a full list.
+pub async fn list_rv<K>(api: &Api<K>) -> String
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("a list carries a resourceVersion")
+}
+
+/// A JSON merge patch with default parameters (what `kubectl patch --type=merge` sends).
+pub async fn merge_patch<K>(api: &Api<K>, name: &str, patch: Value) -> kube::Result<K>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// The names in a full list of the collection, in list order.
+pub async fn list_names<K, C>(api: &Api<K>) -> C
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    C: FromIterator<String>,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect()
 }
 
 /// The repository root (this crate lives in `tests/emulator`).
@@ -201,6 +318,12 @@ impl RawResponse {
             )
         })
     }
+    /// Asserts the HTTP status, showing the body when it differs.
+    #[track_caller]
+    pub fn assert_status(&self, code: u16) {
+        assert_eq!(self.status, code, "{}", String::from_utf8_lossy(&self.body));
+    }
+
     /// A header value as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -488,10 +611,47 @@ impl Recorder {
         wait_until(what, || self.count(&pred) > 0).await;
     }
 
+    /// Waits until the watcher yields a live `Apply` of `name`.
+    pub async fn wait_applied(&self, what: &str, name: &str) {
+        self.wait_for(what, |s| matches!(s, Seen::Apply(n, _) if n == name))
+            .await;
+    }
+
     /// Waits until `n` items satisfy `pred`.
     pub async fn wait_for_n(&self, what: &str, n: usize, pred: impl Fn(&Seen) -> bool) {
         wait_until(what, || self.count(&pred) >= n).await;
     }
+}
+
+/// What a reflector's watcher does after an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backoff {
+    /// Nothing: the stream ends at its first error, as kube's bare `watcher` does.
+    None,
+    /// kube's default backoff: it retries (e.g. while the emulator is stopped or restarts).
+    Default,
+}
+
+/// Starts a kube reflector over `api` with `cfg`, records what it yields, and waits until
+/// its initial list is done. Keep the [`Recorder`] alive: dropping it stops the reflector.
+pub async fn synced_reflector<K>(
+    api: &Api<K>,
+    cfg: watcher::Config,
+    backoff: Backoff,
+) -> (reflector::Store<K>, Recorder)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = reflector(writer, watcher(api.clone(), cfg));
+    let rec = match backoff {
+        Backoff::None => Recorder::spawn(stream),
+        Backoff::Default => Recorder::spawn(stream.default_backoff()),
+    };
+    rec.wait_for("initial list done", |s| *s == Seen::InitDone)
+        .await;
+    (reader, rec)
 }
 
 impl Drop for Recorder {
