@@ -17,6 +17,9 @@ use tokio::sync::oneshot;
 use crate::Error;
 use crate::topology::{API_ADDR, API_PORT};
 
+/// The cluster IP range for IPv6 Services (a ULA, inside the lab only).
+pub const SERVICE_CIDR_V6: &str = "fd00:96::/112";
+
 /// A running API server.
 pub struct ApiServer {
     /// `http://10.0.0.2:6443`, for processes in the lab's namespaces.
@@ -85,6 +88,9 @@ impl ApiServer {
                 rt.block_on(async move {
                     let cfg = EmulatorConfig {
                         listen: SocketAddr::from((API_ADDR, API_PORT)),
+                        // Dual-stack, IPv4 first: Services that name no family stay IPv4,
+                        // and IPv6 or dual-stack Services are accepted.
+                        service_cidrs: vec!["10.96.0.0/12".into(), SERVICE_CIDR_V6.into()],
                         ..EmulatorConfig::default()
                     };
                     let emu = match Emulator::start(cfg).await {

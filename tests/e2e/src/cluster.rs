@@ -216,23 +216,27 @@ impl Cluster {
         labels: &[(&str, &str)],
         annotations: &[(&str, &str)],
     ) -> Result<(), Error> {
-        let labels: BTreeMap<_, _> = labels.iter().copied().collect();
-        let annotations: BTreeMap<_, _> = annotations.iter().copied().collect();
-        self.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "annotations": annotations},
-            "spec": {
-                "type": "LoadBalancer",
-                // BGP load balancing needs no NodePorts (and 10k Services would exhaust
-                // the NodePort range).
-                "allocateLoadBalancerNodePorts": false,
-                "externalTrafficPolicy": policy.as_str(),
-                "selector": {"app": name},
-                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
-            },
-        }))
-        .await
+        self.apply(service_doc(namespace, name, policy, labels, annotations))
+            .await
+    }
+
+    /// Creates a `type: LoadBalancer` Service (TCP 80) with an `ipFamilyPolicy`
+    /// (`SingleStack`, `PreferDualStack`, `RequireDualStack`) and its `ipFamilies` in
+    /// order (`IPv4`, `IPv6`), as a dual-stack or IPv6 cluster would hold it; with
+    /// annotations.
+    pub async fn create_service_families(
+        &self,
+        namespace: &str,
+        name: &str,
+        policy: TrafficPolicy,
+        family_policy: &str,
+        families: &[&str],
+        annotations: &[(&str, &str)],
+    ) -> Result<(), Error> {
+        let mut doc = service_doc(namespace, name, policy, &[], annotations);
+        doc["spec"]["ipFamilyPolicy"] = json!(family_policy);
+        doc["spec"]["ipFamilies"] = json!(families);
+        self.apply(doc).await
     }
 
     /// Deletes a Service and its lab EndpointSlice.
@@ -255,22 +259,46 @@ impl Cluster {
         service: &str,
         endpoints: &[(usize, bool)],
     ) -> Result<(), Error> {
+        self.set_family_endpoints(namespace, service, false, endpoints)
+            .await
+    }
+
+    /// [`Cluster::set_endpoints`] for one address family: the EndpointSlice controller
+    /// writes one slice per family of a dual-stack Service (`addressType` `IPv4` or
+    /// `IPv6`, pod addresses of that family).
+    pub async fn set_family_endpoints(
+        &self,
+        namespace: &str,
+        service: &str,
+        v6: bool,
+        endpoints: &[(usize, bool)],
+    ) -> Result<(), Error> {
         let eps: Vec<Value> = endpoints
             .iter()
             .enumerate()
             .map(|(k, &(node, ready))| {
+                let address = if v6 {
+                    format!("fd00:244:{node}::{:x}", k + 10)
+                } else {
+                    format!("10.244.{node}.{}", k + 10)
+                };
                 json!({
-                    "addresses": [format!("10.244.{node}.{}", k + 10)],
+                    "addresses": [address],
                     "nodeName": node_name(node),
                     "conditions": {"ready": ready, "serving": ready, "terminating": false},
                 })
             })
             .collect();
+        let (slice, address_type) = if v6 {
+            (slice_name_v6(service), "IPv6")
+        } else {
+            (slice_name(service), "IPv4")
+        };
         self.apply(json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": slice_name(service), "namespace": namespace,
+            "metadata": {"name": slice, "namespace": namespace,
                          "labels": {SERVICE_NAME_LABEL: service}},
-            "addressType": "IPv4",
+            "addressType": address_type,
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": eps,
         }))
@@ -361,6 +389,37 @@ impl Cluster {
 /// The lab's EndpointSlice name for a Service.
 pub fn slice_name(service: &str) -> String {
     format!("{service}-lab")
+}
+
+/// The lab's IPv6 EndpointSlice name for a Service.
+pub fn slice_name_v6(service: &str) -> String {
+    format!("{service}-lab6")
+}
+
+/// A `type: LoadBalancer` Service (TCP 80).
+fn service_doc(
+    namespace: &str,
+    name: &str,
+    policy: TrafficPolicy,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> Value {
+    let labels: BTreeMap<_, _> = labels.iter().copied().collect();
+    let annotations: BTreeMap<_, _> = annotations.iter().copied().collect();
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            // BGP load balancing needs no NodePorts (and 10k Services would exhaust
+            // the NodePort range).
+            "allocateLoadBalancerNodePorts": false,
+            "externalTrafficPolicy": policy.as_str(),
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+        },
+    })
 }
 
 fn ready_condition(ready: bool) -> Value {

@@ -96,7 +96,7 @@ pub fn check_requirements(router: RouterKind) -> Result<(), Error> {
             "the lab needs root (network namespaces); run as root, or set FERROLB_E2E_SKIP=1 to skip".into(),
         ));
     }
-    for p in router.programs().iter().chain(&["ip"]) {
+    for p in router.programs().iter().chain(&["ip", "sysctl"]) {
         if crate::sys::find_program(p).is_none() {
             return Err(Error::Missing(format!(
                 "{p} is not installed: run scripts/install-deps.sh as root (or set FERROLB_E2E_SKIP=1)"

@@ -4,7 +4,7 @@
 //! and per-session counters to detect churn.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,8 +62,8 @@ impl std::str::FromStr for RouterKind {
 /// One path to a prefix as the router holds it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RoutePath {
-    /// BGP NEXT_HOP.
-    pub next_hop: Ipv4Addr,
+    /// BGP NEXT_HOP (the global one, for IPv6).
+    pub next_hop: IpAddr,
     /// AS_PATH, flattened.
     pub as_path: Vec<u32>,
     /// LOCAL_PREF, where the router shows one.
@@ -72,6 +72,10 @@ pub struct RoutePath {
     pub communities: Vec<String>,
     /// Large communities as `global:local1:local2`.
     pub large_communities: Vec<String>,
+    /// Kept as stale by graceful restart: the session it came from is down (or
+    /// re-established and not yet through its End-of-RIB). FRR shows this; BIRD does not
+    /// (its sessions do: [`SessionInfo::restart_wait`]).
+    pub stale: bool,
 }
 
 impl RoutePath {
@@ -88,7 +92,7 @@ pub type Table = BTreeMap<String, Vec<RoutePath>>;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionInfo {
     /// The node's address.
-    pub neighbor: Ipv4Addr,
+    pub neighbor: IpAddr,
     /// Established.
     pub established: bool,
     /// Something that changes when the session is re-established (instance name and
@@ -96,6 +100,9 @@ pub struct SessionInfo {
     pub incarnation: String,
     /// UPDATE-carried route changes received on this session.
     pub updates_received: u64,
+    /// The session is down and the router keeps its routes while it waits for the node to
+    /// come back (graceful restart, RFC 4724 helper; restart timer running).
+    pub restart_wait: bool,
 }
 
 /// A running router.
@@ -212,29 +219,54 @@ impl Router {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Every BGP route the router holds.
+    /// Every BGP route the router holds, IPv4 and IPv6.
     pub async fn table(&self) -> Result<Table, Error> {
+        let mut table = self.family_table(false).await?;
+        table.extend(self.family_table(true).await?);
+        Ok(table)
+    }
+
+    /// The BGP routes of one address family (IPv6 when `v6`).
+    pub async fn family_table(&self, v6: bool) -> Result<Table, Error> {
+        let (bird, frr) = if v6 {
+            ("master6", "ipv6")
+        } else {
+            ("master4", "ipv4")
+        };
         match self.kind {
             RouterKind::Bird => Ok(parse_bird_routes(
-                &self.cli("show route where source = RTS_BGP all").await?,
+                &self
+                    .cli(&format!(
+                        "show route table {bird} where source = RTS_BGP all"
+                    ))
+                    .await?,
             )),
             RouterKind::Frr => {
-                let text = self.cli("show bgp ipv4 unicast json detail").await?;
+                let text = self
+                    .cli(&format!("show bgp {frr} unicast json detail"))
+                    .await?;
                 parse_frr_routes(&text)
             }
         }
     }
 
-    /// The paths the router holds for exactly `prefix` (e.g. `192.168.100.240/32`).
+    /// The paths the router holds for exactly `prefix` (e.g. `192.168.100.240/32` or
+    /// `fd00:100::5/128`).
     pub async fn paths(&self, prefix: &str) -> Result<Vec<RoutePath>, Error> {
-        Ok(self.table().await?.remove(prefix).unwrap_or_default())
+        Ok(self
+            .family_table(prefix.contains(':'))
+            .await?
+            .remove(prefix)
+            .unwrap_or_default())
     }
 
-    /// Number of prefixes the router holds BGP routes for.
+    /// Number of IPv4 prefixes the router holds BGP routes for.
     pub async fn prefix_count(&self) -> Result<usize, Error> {
         match self.kind {
             RouterKind::Bird => {
-                let out = self.cli("show route where source = RTS_BGP count").await?;
+                let out = self
+                    .cli("show route table master4 where source = RTS_BGP count")
+                    .await?;
                 // "30 of 30 routes for 10 networks in table master4"
                 Ok(out
                     .lines()
@@ -302,38 +334,57 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// BIRD: one dynamic protocol per port, all nodes accepted; routes also exported to the
-/// router namespace's kernel table with ECMP (`merge paths`), as a real router would.
-/// `error wait time` is short: by default BIRD refuses a neighbour for 60 s after a
-/// session error (e.g. hold timer expired), which would hide the speaker's reconnects.
+/// BIRD: one dynamic protocol per port, all nodes accepted, plus one for IPv6 on the eBGP
+/// port; routes also exported to the router namespace's kernel tables with ECMP
+/// (`merge paths`), as a real router would. `error wait time` is short: by default BIRD
+/// refuses a neighbour for 60 s after a session error (e.g. hold timer expired), which
+/// would hide the speaker's reconnects. Graceful restart is BIRD's default (it keeps the
+/// routes of a peer that advertised the capability, for the peer's restart time).
 pub fn bird_config(password: &str) -> String {
-    let proto = |name: &str, port: Port, mode: &str, extra: &str| {
+    let proto = |name: &str, local: IpAddr, range: String, mode: &str, extra: &str| {
+        let channel = if local.is_ipv6() { "ipv6" } else { "ipv4" };
         format!(
-            "protocol bgp nodes_{name} {{\n  local {ip} as {ROUTER_ASN};\n  neighbor range 10.0.{s}.0/24 {mode};\n  \
+            "protocol bgp nodes_{name} {{\n  local {local} as {ROUTER_ASN};\n  neighbor range {range} {mode};\n  \
              dynamic name \"{name}\";\n  strict bind yes;\n  error wait time 1, 5;\n  {extra}\n  \
-             ipv4 {{ import all; export none; }};\n}}\n",
-            ip = port.router_ip(),
-            s = port.router_ip().octets()[2],
+             {channel} {{ import all; export none; }};\n}}\n",
         )
     };
+    let v4 = |port: Port| {
+        (
+            IpAddr::V4(port.router_ip()),
+            format!("10.0.{}.0/24", port.router_ip().octets()[2]),
+        )
+    };
+    let (ebgp, ibgp, md5) = (v4(Port::Ebgp), v4(Port::Ibgp), v4(Port::Md5));
     format!(
         "router id {rid};\nlog stderr all;\ntimeformat protocol iso long ms;\n\
          protocol device {{ scan time 10; }}\n\
-         protocol direct {{ ipv4; interface \"eth0\"; }}\n\
-         protocol kernel {{ ipv4 {{ export where source = RTS_BGP; }}; merge paths on; }}\n{}{}{}",
-        proto("ebgp", Port::Ebgp, "external", ""),
-        proto("ibgp", Port::Ibgp, "internal", ""),
+         protocol direct {{ ipv4; ipv6; interface \"eth0\"; }}\n\
+         protocol kernel {{ ipv4 {{ export where source = RTS_BGP; }}; merge paths on; }}\n\
+         protocol kernel {{ ipv6 {{ export where source = RTS_BGP; }}; merge paths on; }}\n{}{}{}{}",
+        proto("ebgp", ebgp.0, ebgp.1, "external", ""),
+        proto("ibgp", ibgp.0, ibgp.1, "internal", ""),
         proto(
             "md5",
-            Port::Md5,
+            md5.0,
+            md5.1,
             "external",
             &format!("password \"{password}\";")
+        ),
+        proto(
+            "ebgp6_",
+            IpAddr::V6(Port::Ebgp.router_ip6()),
+            Port::Ebgp.subnet6(),
+            "external",
+            ""
         ),
         rid = Port::Ebgp.router_ip(),
     )
 }
 
-/// FRR: one peer group per port, dynamic neighbours by listen range, multipath on.
+/// FRR: one peer group per port, dynamic neighbours by listen range, multipath on; IPv6
+/// on the eBGP port in a group of its own. FRR 8.4 is a graceful-restart helper by
+/// default.
 pub fn frr_config(password: &str, log: &Path) -> String {
     let mut c = format!(
         "frr defaults traditional\nhostname router\nlog file {} informational\nlog timestamp precision 3\n\
@@ -356,11 +407,18 @@ pub fn frr_config(password: &str, log: &Path) -> String {
             port.router_ip().octets()[2]
         );
     }
+    c += &format!(
+        " neighbor EBGP6 peer-group\n neighbor EBGP6 remote-as external\n \
+         bgp listen range {} peer-group EBGP6\n",
+        Port::Ebgp.subnet6()
+    );
     c += " address-family ipv4 unicast\n  maximum-paths 16\n  maximum-paths ibgp 16\n";
     for group in ["EBGP", "IBGP", "MD5"] {
         c += &format!("  neighbor {group} activate\n");
     }
-    c += " exit-address-family\n";
+    c += "  no neighbor EBGP6 activate\n exit-address-family\n";
+    c += " address-family ipv6 unicast\n  maximum-paths 16\n  neighbor EBGP6 activate\n \
+          exit-address-family\n";
     c
 }
 
@@ -386,11 +444,13 @@ pub fn parse_bird_routes(text: &str) -> Table {
                 prefix = p.to_owned();
             }
             current = Some(RoutePath {
-                next_hop: Ipv4Addr::UNSPECIFIED,
+                next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 as_path: Vec::new(),
                 local_pref: None,
                 communities: Vec::new(),
                 large_communities: Vec::new(),
+                // BIRD marks no route of a restarting peer; see `SessionInfo::restart_wait`.
+                stale: false,
             });
             continue;
         }
@@ -478,6 +538,9 @@ pub fn parse_bird_protocols(text: &str) -> Vec<SessionInfo> {
                     .unwrap_or_default()
             ),
             updates_received: first_number("Import updates:") + first_number("Import withdraws:"),
+            restart_wait: b
+                .iter()
+                .any(|l| l.trim() == "Neighbor graceful restart active"),
         });
     }
     out.sort();
@@ -502,10 +565,14 @@ pub fn parse_frr_routes(text: &str) -> Result<Table, Error> {
             .flatten()
             .filter(|p| p["nexthops"].is_array())
         {
-            let next_hop = p["nexthops"][0]["ip"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            // An IPv6 path may list a link-local next hop besides the global one.
+            let next_hop = p["nexthops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["scope"] != "link-local")
+                .find_map(|n| n["ip"].as_str()?.parse().ok())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let list = |x: &Value| -> Vec<String> {
                 x["list"]
                     .as_array()
@@ -539,6 +606,7 @@ pub fn parse_frr_routes(text: &str) -> Result<Table, Error> {
                     .map(|c| frr_well_known(&c).map_or(c, str::to_owned))
                     .collect(),
                 large_communities: list(&p["largeCommunity"]),
+                stale: p["stale"].as_bool().unwrap_or(false),
             });
         }
         out.sort();
@@ -579,6 +647,8 @@ pub fn parse_frr_neighbors(text: &str) -> Result<Vec<SessionInfo>, Error> {
             // established epoch FRR prints is "now - uptime" and jitters by a second.)
             incarnation: format!("{}:{}", n["portLocal"], n["portForeign"]),
             updates_received: n["messageStats"]["updatesRecv"].as_u64().unwrap_or(0),
+            // Present only while the restart timer runs.
+            restart_wait: n["gracefulRestartInfo"]["timers"]["restartTimerRemaining"].is_u64(),
         });
     }
     out.sort();
@@ -595,7 +665,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         let paths = &t["192.168.100.240/32"];
         assert_eq!(paths.len(), 2);
-        assert_eq!(paths[0].next_hop, Ipv4Addr::new(10, 0, 0, 11));
+        assert_eq!(paths[0].next_hop, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11)));
         assert_eq!(paths[0].as_path, [64512]);
         assert_eq!(paths[0].communities, ["64512:100", "65000:1"]);
         assert_eq!(paths[0].local_pref, Some(100));
@@ -643,6 +713,87 @@ mod tests {
         for port in Port::ALL {
             assert_eq!(Port::node_of(port.node_ip(3)), Some((port, 3)));
             assert_eq!(Port::node_of(port.router_ip()), None);
+            assert_eq!(Port::node_of(port.node_ip6(3)), Some((port, 3)));
+            assert_eq!(Port::node_of(port.router_ip6()), None);
         }
+        assert_eq!(Port::Ebgp.node_ip6(2).to_string(), "fd00::12");
+        assert_eq!(Port::Ibgp.router_ip6().to_string(), "fd00:0:0:1::1");
+        assert_eq!(Port::node_of("fd01::12".parse::<IpAddr>().unwrap()), None);
+    }
+
+    #[test]
+    fn bird_ipv6_routes_keep_the_global_next_hop() {
+        let text = "BIRD 2.0.12 ready.\nTable master6:\n\
+            fd00:100::/128       unicast [ebgp6_1 00:36:01.120] * (100) [AS64512i]\n\
+            \tvia fd00::11 on eth0\n\tType: BGP univ\n\tBGP.origin: IGP\n\
+            \tBGP.as_path: 64512\n\tBGP.next_hop: fd00::11 fe80::1c2b:3ff:fe4d:5e6f\n\
+            \tBGP.local_pref: 100\n\
+            \x20                    unicast [ebgp6_2 00:36:01.130] (100) [AS64512i]\n\
+            \tvia fd00::12 on eth0\n\tType: BGP univ\n\tBGP.origin: IGP\n\
+            \tBGP.as_path: 64512\n\tBGP.next_hop: fd00::12\n\tBGP.local_pref: 100\n";
+        let t = parse_bird_routes(text);
+        let paths = &t["fd00:100::/128"];
+        let hops: Vec<_> = paths.iter().map(RoutePath::node).collect();
+        assert_eq!(hops, [Some((Port::Ebgp, 1)), Some((Port::Ebgp, 2))]);
+        assert_eq!(paths[0].next_hop, IpAddr::V6(Port::Ebgp.node_ip6(1)));
+    }
+
+    #[test]
+    fn bird_session_waiting_for_a_restart() {
+        let text = "BIRD 2.0.12 ready.\n\
+            Name       Proto      Table      State  Since         Info\n\
+            ebgp3      BGP        ---        start  2026-11-26 00:34:37.403  Active        Socket: Connection closed\n\
+            \x20 BGP state:          Active\n\
+            \x20   Neighbor address: 10.0.0.12\n\
+            \x20   Neighbor AS:      64512\n\
+            \x20   Neighbor graceful restart active\n\
+            \x20   Restart timer:    119.988/-\n\
+            \x20 Channel ipv4\n\
+            \x20   State:          START\n";
+        let s = parse_bird_protocols(text);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(!s[0].established && s[0].restart_wait, "{s:?}");
+        let up = parse_bird_protocols(include_str!("testdata/bird-protocols.txt"));
+        assert!(up.iter().all(|s| !s.restart_wait), "{up:?}");
+    }
+
+    #[test]
+    fn frr_ipv6_paths_and_graceful_restart() {
+        let text = r#"{"routes": {"fd00:100::/128": {"paths": [
+            {"aspath": {"string": "64512"}, "stale": true, "nexthops": [
+                {"ip": "fe80::1", "scope": "link-local"},
+                {"ip": "fd00::12", "scope": "global"}]},
+            {"aspath": {"string": "64512"}, "nexthops": [{"ip": "fd00::11", "scope": "global"}]}
+        ]}}}"#;
+        let t = parse_frr_routes(text).unwrap();
+        let paths = &t["fd00:100::/128"];
+        assert_eq!(paths.len(), 2);
+        let stale: Vec<_> = paths.iter().map(|p| (p.node(), p.stale)).collect();
+        assert_eq!(
+            stale,
+            [
+                (Some((Port::Ebgp, 1)), false),
+                (Some((Port::Ebgp, 2)), true)
+            ]
+        );
+        let neighbors = r#"{
+            "10.0.0.12": {"bgpState": "Idle", "gracefulRestartInfo": {"timers":
+                {"configuredRestartTimer": 120, "receivedRestartTimer": 120,
+                 "restartTimerRemaining": 119}}},
+            "fd00::11": {"bgpState": "Established", "gracefulRestartInfo": {"timers":
+                {"configuredRestartTimer": 120, "receivedRestartTimer": 0}}}
+        }"#;
+        let s = parse_frr_neighbors(neighbors).unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.neighbor.to_string(), s.established, s.restart_wait))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.12".to_owned(), false, true),
+                ("fd00::11".to_owned(), true, false)
+            ]
+        );
     }
 }

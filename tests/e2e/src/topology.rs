@@ -9,13 +9,19 @@
 //!   10.0.0.1 eBGP  10.0.0.11  10.0.0.12  10.0.0.13
 //!   10.0.1.1 iBGP  10.0.1.11  ...
 //!   10.0.2.1 MD5   10.0.2.11  ...
+//!   fd00::1        fd00::11   fd00::12   fd00::13   (IPv6, eBGP)
 //! ```
 //!
 //! Each router address is one "port" with its own BGP policy (see [`crate::router`]); a
 //! node reaches each through its address in the same /24, so the router sees a distinct,
 //! predictable next hop per node and port.
+//!
+//! Every port subnet also has an IPv6 twin, `fd00:0:0:S::/64` (ULA, lab only) with the
+//! same host numbers written in hex digits (`::1` router, `::11` node 1): IPv6 next hops
+//! read like the IPv4 ones. The addresses skip duplicate address detection, which would
+//! otherwise keep them unusable ("tentative") for a second or more.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -65,16 +71,52 @@ impl Port {
         Ipv4Addr::new(10, 0, self.subnet(), 10 + node_octet(index))
     }
 
-    /// The port whose subnet holds `ip`, and the node index behind it.
-    pub fn node_of(ip: Ipv4Addr) -> Option<(Port, usize)> {
-        let [a, b, c, d] = ip.octets();
-        let port = Port::ALL.into_iter().find(|p| p.subnet() == c)?;
-        (a == 10 && b == 0 && d > 10).then(|| (port, usize::from(d - 10)))
+    /// The router's IPv6 address on this port (`fd00:0:0:S::1`).
+    pub fn router_ip6(self) -> Ipv6Addr {
+        lab_ip6(self.subnet(), 1)
+    }
+
+    /// Node `index`'s (1-based) IPv6 address on this port (`fd00:0:0:S::1N`).
+    pub fn node_ip6(self, index: usize) -> Ipv6Addr {
+        lab_ip6(self.subnet(), node_host6(index))
+    }
+
+    /// The IPv6 subnet of this port (`fd00:0:0:S::/64`).
+    pub fn subnet6(self) -> String {
+        format!("{}/64", lab_ip6(self.subnet(), 0))
+    }
+
+    /// The port whose subnet holds `ip` (IPv4 or IPv6), and the node index behind it.
+    pub fn node_of(ip: impl Into<IpAddr>) -> Option<(Port, usize)> {
+        match ip.into() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                let port = Port::ALL.into_iter().find(|p| p.subnet() == c)?;
+                (a == 10 && b == 0 && d > 10).then(|| (port, usize::from(d - 10)))
+            }
+            IpAddr::V6(v6) => {
+                let [a, b, c, s, e, f, g, h] = v6.segments();
+                let port = Port::ALL.into_iter().find(|p| u16::from(p.subnet()) == s)?;
+                let index = usize::from(h.checked_sub(0x10)?);
+                ([a, b, c, e, f, g] == [0xfd00, 0, 0, 0, 0, 0] && index > 0)
+                    .then_some((port, index))
+            }
+        }
     }
 }
 
 fn node_octet(index: usize) -> u8 {
     u8::try_from(index).unwrap_or(u8::MAX).min(200)
+}
+
+/// Node `index`'s IPv6 host part: hex `0x1N`, printed `1N` like the IPv4 octet `1N`.
+fn node_host6(index: usize) -> u16 {
+    0x10 + u16::from(node_octet(index))
+}
+
+/// `fd00:0:0:S::H`: host `host` of port subnet `subnet`.
+fn lab_ip6(subnet: u8, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, u16::from(subnet), 0, 0, 0, host)
 }
 
 /// The Kubernetes name of node `index` (1-based).
@@ -122,20 +164,41 @@ impl Topology {
         let core = topo.core();
         let api = format!("{API_ADDR}/24");
         run(&["ip", "netns", "add", &core]).await?;
+        no_dad(&core).await?;
         for cmd in [
             vec!["ip", "-n", &core, "link", "set", "lo", "up"],
-            vec!["ip", "-n", &core, "link", "add", "br0", "type", "bridge"],
+            // Multicast snooping off: IPv6 neighbour discovery is plain flooding, whatever
+            // MLD reports the bridge did or did not see while the ports came up.
+            vec![
+                "ip",
+                "-n",
+                &core,
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
             vec!["ip", "-n", &core, "addr", "add", &api, "dev", "br0"],
             vec!["ip", "-n", &core, "link", "set", "br0", "up"],
         ] {
             run(&cmd).await?;
         }
-        let mut members = vec![(topo.router(), "vr".to_owned(), 1u8)];
+        // (namespace, bridge-side veth, IPv4 host octet, IPv6 host part)
+        let mut members = vec![(topo.router(), "vr".to_owned(), 1u8, 1u16)];
         for i in 1..=nodes {
-            members.push((topo.node(i), format!("v{i}"), 10 + node_octet(i)));
+            members.push((
+                topo.node(i),
+                format!("v{i}"),
+                10 + node_octet(i),
+                node_host6(i),
+            ));
         }
-        for (ns, veth, host) in &members {
+        for (ns, veth, host, host6) in &members {
             run(&["ip", "netns", "add", ns]).await?;
+            no_dad(ns).await?;
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]).await?;
             run(&[
                 "ip", "-n", &core, "link", "add", veth, "type", "veth", "peer", "name", "eth0",
@@ -149,6 +212,11 @@ impl Topology {
             for port in Port::ALL {
                 let addr = format!("10.0.{}.{host}/24", port.subnet());
                 run(&["ip", "-n", ns, "addr", "add", &addr, "dev", "eth0"]).await?;
+                let addr6 = format!("{}/64", lab_ip6(port.subnet(), *host6));
+                run(&[
+                    "ip", "-n", ns, "addr", "add", &addr6, "dev", "eth0", "nodad",
+                ])
+                .await?;
             }
             run(&["ip", "-n", ns, "link", "set", "eth0", "up"]).await?;
         }
@@ -157,7 +225,7 @@ impl Topology {
             Duration::from_secs(20),
             Duration::from_millis(20),
             || async {
-                for (ns, veth, _) in &members {
+                for (ns, veth, _, _) in &members {
                     let inner = run(&["ip", "-n", ns, "-o", "link", "show", "eth0"]).await?;
                     let outer = run(&["ip", "-n", &core, "-o", "link", "show", veth]).await?;
                     if !inner.contains("state UP") || !outer.contains("state UP") {
@@ -211,6 +279,25 @@ impl Drop for Topology {
     fn drop(&mut self) {
         self.destroy();
     }
+}
+
+/// Turns IPv6 duplicate address detection off for links created in `ns` from now on (the
+/// link-local addresses would be tentative for a while otherwise; `nodad` covers the
+/// global ones).
+async fn no_dad(ns: &str) -> Result<(), Error> {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+    ])
+    .await
+    .map(drop)
 }
 
 /// Names of existing namespaces starting with `prefix`.
