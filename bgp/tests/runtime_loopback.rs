@@ -178,6 +178,22 @@ async fn announces_diffs_refreshes_and_shuts_down() {
     assert_eq!(ann, hosts(2000)[1000..1010].iter().copied().collect());
     assert_eq!(wd, hosts(2000)[..500].iter().copied().collect());
 
+    // Changes by prefix: a withdrawal, an addition and a prefix re-stated unchanged; only
+    // the first two are sent (an unchanged one would ride in the addition's UPDATE).
+    let added: IpNet = "10.98.0.1/32".parse().unwrap();
+    peer.update_routes([
+        (hosts(2000)[500], None),
+        (hosts(2000)[501], Some(attrs.clone())),
+        (added, Some(attrs.clone())),
+    ]);
+    let (ann, wd, _, _) = read_updates(&mut s, 1, 1, 0).await;
+    assert_eq!(ann, [added].into());
+    assert_eq!(wd, [hosts(2000)[500]].into());
+    timeout(DEADLINE, status.wait_for(|s| s.advertised == 2001 - 500))
+        .await
+        .unwrap()
+        .unwrap();
+
     // Route refresh for IPv6: the IPv6 route again, then End-of-RIB.
     send(
         &mut s,

@@ -2,17 +2,19 @@
 //! speaker.
 //!
 //! The loop: any cache change pokes a signal; the loop waits a few milliseconds so a burst
-//! of changes becomes one run, then builds a [`Snapshot`] from the caches, runs
-//! [`decide`] and [`desired_routes`], and hands each session its full route set (the BGP
-//! runtime sends only the difference).
+//! of changes becomes one run, then decides again the Services that changed (all of them
+//! when the node or the configuration changed) with a [`Decider`], updates the
+//! [`RouteTable`], and hands each session the routes that changed (a new session gets its
+//! full set).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferrolb_shared::allocator::ServiceKey;
 use ferrolb_shared::announce::{
-    AdvertisementView, NodeView, PeerName, PeerView, PoolView, Snapshot, decide, desired_routes,
+    AdvertisementView, Decider, NodeView, PeerName, PeerView, PoolView, ServiceView, Snapshot,
 };
 use ferrolb_shared::validate::ParsedPeer;
 use kube::Client;
@@ -22,11 +24,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Args;
-use crate::events::{self, AnnouncementTracker};
+use crate::events;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::sessions::{SessionSpec, Sessions, Wanted};
 use crate::status::{self, NodeFacts};
+use crate::table::{Batch, Flip, RouteTable, ServiceId};
 use crate::views::{ClassFilter, InvalidObject, LastGood, node_router_id};
 use crate::watch::{Caches, ChangeSignal, Password, SecretWatches, secret_name};
 use ferrolb_ops::HttpError;
@@ -140,6 +143,16 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running, AppErr
     })
 }
 
+/// Everything besides the Services that a decision depends on: when any of it changes,
+/// every Service is decided again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Setting {
+    node: NodeView,
+    pools: Vec<PoolView>,
+    advertisements: Vec<AdvertisementView>,
+    peers: Vec<PeerView>,
+}
+
 /// Parsed ferrolb objects, each kept at its last valid version.
 #[derive(Default)]
 struct Config {
@@ -159,7 +172,10 @@ struct Speaker {
     changed: ChangeSignal,
     /// Peers whose session could not be configured, with the reason last logged.
     peer_problems: BTreeMap<PeerName, String>,
-    tracker: AnnouncementTracker,
+    /// What every Service contributes, and the routes that makes.
+    table: RouteTable,
+    /// The setting of the last run.
+    setting: Option<Setting>,
     reporter: Reporter,
     /// What the node's `SpeakerStatus` writer needs from each decision run.
     status_facts: watch::Sender<Option<NodeFacts>>,
@@ -195,7 +211,8 @@ async fn run(
         sessions: Sessions::new(metrics.clone()),
         changed,
         peer_problems: BTreeMap::new(),
-        tracker: AnnouncementTracker::default(),
+        table: RouteTable::new(),
+        setting: None,
         reporter: Reporter {
             controller: "ferrolb-speaker".to_owned(),
             instance: Some(settings.node_name.clone()),
@@ -234,7 +251,9 @@ async fn run(
 }
 
 impl Speaker {
-    /// One decision run over the current caches.
+    /// One decision run: re-decides the Services whose Service or EndpointSlices changed
+    /// (every Service when the node, a pool, an advertisement or a peer changed, or a cache
+    /// was re-listed), then hands each session the routes that changed.
     async fn reconcile(&mut self) {
         let started = Instant::now();
         self.metrics.reconciles.inc();
@@ -248,34 +267,78 @@ impl Speaker {
                 ..NodeView::default()
             },
         };
-        let pools: Vec<PoolView> = self.config.pools.values().map(|(_, v)| v.clone()).collect();
-        let advertisements: Vec<AdvertisementView> = self
-            .config
-            .advertisements
-            .values()
-            .map(|(_, v)| v.clone())
-            .collect();
-        let peers: Vec<PeerView> = self.config.peers.values().map(|(_, v)| v.clone()).collect();
-        let services = self.caches.service_views(&self.settings.class);
-        let t_views = started.elapsed();
-        let snapshot = Snapshot {
-            node: &node_view,
-            pools: &pools,
-            advertisements: &advertisements,
-            peers: &peers,
-            services: &services,
+        let setting = Setting {
+            node: node_view,
+            pools: self.config.pools.values().map(|(_, v)| v.clone()).collect(),
+            advertisements: self
+                .config
+                .advertisements
+                .values()
+                .map(|(_, v)| v.clone())
+                .collect(),
+            peers: self.config.peers.values().map(|(_, v)| v.clone()).collect(),
         };
-        let decisions = decide(&snapshot);
-        let t_decide = started.elapsed();
-        let routes = desired_routes(&decisions);
+        let dirty = self.caches.take_dirty();
+        let everything = dirty.all || self.setting.as_ref() != Some(&setting);
+        let snapshot = Snapshot {
+            node: &setting.node,
+            pools: &setting.pools,
+            advertisements: &setting.advertisements,
+            peers: &setting.peers,
+            services: &[],
+        };
+        let decider = Decider::new(&snapshot);
+        let sessions = decider.sessions();
+        let mut batch = Batch::default();
+        let mut flips = Vec::new();
+        let mut decided = 0usize;
+        // Services the table holds that are no longer cached.
+        let gone: Vec<ServiceId> = if everything {
+            self.table
+                .services()
+                .filter(|id| !self.caches.has_service(id))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        {
+            let table = &mut self.table;
+            let mut one = |id: &ServiceId, view: Option<ServiceView>| {
+                decided += 1;
+                let decision = view.map(|v| decider.decide_service(&v));
+                if let Some(flip) = table.set_service(id, decision.as_ref(), &mut batch) {
+                    let announced = flip == Flip::Started;
+                    let note = decision.as_ref().map_or_else(String::new, |d| {
+                        events::note(d, announced, &self.settings.node_name, &sessions)
+                    });
+                    flips.push(events::Flip {
+                        key: ServiceKey::new(&*id.0, &*id.1),
+                        announced,
+                        note,
+                    });
+                }
+            };
+            if everything {
+                self.caches
+                    .for_each_view(None, &self.settings.class, &mut one);
+                gone.iter().for_each(|id| one(id, None));
+            } else if !dirty.services.is_empty() {
+                self.caches
+                    .for_each_view(Some(&dirty.services), &self.settings.class, &mut one);
+            }
+        }
+        let changes = self.table.finish(batch);
         let decided_at = Instant::now();
-        let t_routes = started.elapsed();
+        let t_decide = started.elapsed();
 
         let router_id = node_router_id(node.as_deref(), &self.settings.node_name);
-        let by_name: BTreeMap<&str, &ParsedPeer> =
-            peers.iter().map(|p| (p.name.as_str(), &p.peer)).collect();
-        let needed_secrets: BTreeSet<_> = decisions
-            .sessions
+        let by_name: BTreeMap<&str, &ParsedPeer> = setting
+            .peers
+            .iter()
+            .map(|p| (p.name.as_str(), &p.peer))
+            .collect();
+        let needed_secrets: BTreeSet<_> = sessions
             .iter()
             .filter_map(|p| by_name.get(&**p)?.password_secret.as_ref())
             .map(|r| secret_name(r, &self.settings.namespace))
@@ -283,7 +346,7 @@ impl Speaker {
         self.secrets
             .sync(&self.client, &needed_secrets, &self.changed);
         let mut wanted = BTreeMap::new();
-        for name in &decisions.sessions {
+        for name in &sessions {
             let Some(peer) = by_name.get(&**name) else {
                 continue;
             };
@@ -291,19 +354,20 @@ impl Speaker {
             wanted.insert(name.clone(), w);
         }
         self.peer_problems.retain(|p, _| wanted.contains_key(p));
-        self.sessions.apply(&wanted, &routes, decided_at).await;
+        let changed_routes: usize = changes.values().map(Vec::len).sum();
+        self.sessions
+            .apply(&wanted, &self.table, changes, decided_at)
+            .await;
         let t_apply = started.elapsed();
-        let flips = self.tracker.update(&decisions, &self.settings.node_name);
         let flipped = self.caches.services_named(flips.iter().map(|f| &f.key));
         events::publish(&self.client, &self.reporter, flips, &flipped);
-        let announced = decisions.announced_ip_count();
+        let announced = self.table.announced_ip_count();
         self.metrics
             .announced_ips
             .set(i64::try_from(announced).unwrap_or(i64::MAX));
         let facts = NodeFacts {
             node_uid: node.as_deref().and_then(|n| n.metadata.uid.clone()),
-            sessions: decisions
-                .sessions
+            sessions: sessions
                 .iter()
                 .filter_map(|name| {
                     let p = by_name.get(&**name)?;
@@ -329,19 +393,20 @@ impl Speaker {
         });
         tracing::debug!(
             node_seen = node.is_some(),
-            node_ready = node_view.ready,
-            pools = pools.len(),
-            advertisements = advertisements.len(),
-            services = services.len(),
+            node_ready = setting.node.ready,
+            pools = setting.pools.len(),
+            advertisements = setting.advertisements.len(),
+            everything,
+            services_decided = decided,
+            changed_routes,
             announced_ips = announced,
             sessions = wanted.len(),
-            views_us = t_views.as_micros() as u64,
             decide_us = t_decide.as_micros() as u64,
-            routes_us = t_routes.as_micros() as u64,
             apply_us = t_apply.as_micros() as u64,
             elapsed_us = started.elapsed().as_micros() as u64,
             "reconciled"
         );
+        self.setting = Some(setting);
     }
 
     /// The session a peer should have, reading its password if it has one.

@@ -1,10 +1,11 @@
 //! Events on a Service when its announcement from this node really starts or stops, never
-//! per resync: [`AnnouncementTracker`] (pure) finds the flips, [`publish`] sends them.
+//! per resync: the route table (`crate::table`) finds the flips, [`note`] words them and
+//! [`publish`] sends them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use ferrolb_shared::allocator::ServiceKey;
-use ferrolb_shared::announce::{Decisions, PeerName, ServiceDecision};
+use ferrolb_shared::announce::{PeerName, ServiceDecision};
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -25,49 +26,14 @@ pub struct Flip {
     pub note: String,
 }
 
-/// Remembers which Services this node announces, to report only real changes.
-#[derive(Debug, Default)]
-pub struct AnnouncementTracker {
-    announced: BTreeMap<ServiceKey, bool>,
-    primed: bool,
-}
-
-impl AnnouncementTracker {
-    /// The Services whose announcement flipped since the last call. The first call only
-    /// records the state: a restarted speaker does not repeat an event per Service. Services
-    /// that disappeared are forgotten without an event (there is nothing left to annotate).
-    pub fn update(&mut self, decisions: &Decisions, node: &str) -> Vec<Flip> {
-        let mut flips = Vec::new();
-        // Updated in place: at 10k Services, rebuilding the map on every run costs more than
-        // the comparisons.
-        self.announced
-            .retain(|key, _| decisions.services.contains_key(key));
-        for (key, d) in &decisions.services {
-            let now = d.is_announced();
-            match self.announced.get_mut(key) {
-                Some(was) if *was == now => continue,
-                Some(was) => *was = now,
-                None => {
-                    self.announced.insert(key.clone(), now);
-                    if !now {
-                        continue;
-                    }
-                }
-            }
-            if self.primed {
-                flips.push(Flip {
-                    key: key.clone(),
-                    announced: now,
-                    note: note(d, now, node, &decisions.sessions),
-                });
-            }
-        }
-        self.primed = true;
-        flips
-    }
-}
-
-fn note(d: &ServiceDecision, announced: bool, node: &str, sessions: &BTreeSet<PeerName>) -> String {
+/// The note of a Service's event: the peers it is announced to, or the reason it is not
+/// (the reason towards a peer this node has a session with first).
+pub fn note(
+    d: &ServiceDecision,
+    announced: bool,
+    node: &str,
+    sessions: &BTreeSet<PeerName>,
+) -> String {
     if announced {
         let peers: BTreeSet<&str> = d
             .ips
@@ -144,6 +110,7 @@ pub fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolb_shared::announce::Decisions;
     use ferrolb_shared::announce::{
         AdvertisementView, EndpointView, NodeView, PeerView, PoolView, ServiceView, Snapshot,
         TrafficPolicy, decide,
@@ -193,26 +160,25 @@ mod tests {
     }
 
     #[test]
-    fn only_real_flips_are_reported_with_their_reason() {
-        let mut t = AnnouncementTracker::default();
-        assert!(
-            t.update(&decisions(true, true), "n1").is_empty(),
-            "first run is silent"
+    fn notes_name_the_peers_or_the_reason() {
+        let sessions: BTreeSet<PeerName> = [PeerName::from("r1")].into();
+        let d = decisions(true, true);
+        let web = &d.services[&ServiceKey::new("app", "web")];
+        assert_eq!(
+            note(web, true, "n1", &sessions),
+            "announced from node n1 to r1"
         );
-        assert!(
-            t.update(&decisions(true, true), "n1").is_empty(),
-            "no change, no event"
+        let d = decisions(true, false);
+        let web = &d.services[&ServiceKey::new("app", "web")];
+        assert_eq!(
+            note(web, false, "n1", &sessions),
+            "withdrawn from node n1: noEndpoints"
         );
-        let flips = t.update(&decisions(true, false), "n1");
-        assert_eq!(flips.len(), 1);
-        assert!(!flips[0].announced);
-        assert_eq!(flips[0].note, "withdrawn from node n1: noEndpoints");
-        assert!(
-            t.update(&decisions(false, false), "n1").is_empty(),
-            "still withdrawn"
+        let d = decisions(false, true);
+        let web = &d.services[&ServiceKey::new("app", "web")];
+        assert_eq!(
+            note(web, false, "n1", &sessions),
+            "withdrawn from node n1: nodeNotReady"
         );
-        let flips = t.update(&decisions(true, true), "n1");
-        assert!(flips[0].announced);
-        assert_eq!(flips[0].note, "announced from node n1 to r1");
     }
 }

@@ -7,7 +7,10 @@
 //!   only the Secrets peers reference.
 //! - [`views`]: cached objects → the decision's views; invalid objects keep their last valid
 //!   version.
-//! - [`sessions`]: one BGP session per peer selecting this node, fed its full route set.
+//! - [`table`]: what each Service contributes and the merged routes per peer, updated one
+//!   Service at a time (pure).
+//! - [`sessions`]: one BGP session per peer selecting this node: its full route set when it
+//!   starts, then only the routes that change.
 //! - [`app`]: the debounced decision loop, start-up and shutdown (on SIGTERM: withdraw
 //!   and Cease, or a graceful-restart close where both sides agreed to it).
 //! - [`events`]: an event on a Service only when its announcement from this node starts or
@@ -25,5 +28,6 @@ pub mod http;
 pub mod metrics;
 pub mod sessions;
 pub mod status;
+pub mod table;
 pub mod views;
 pub mod watch;

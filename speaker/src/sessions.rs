@@ -1,21 +1,22 @@
 //! The BGP sessions of this node: one [`PeerHandle`] per `BGPPeer` that selects it, started,
-//! restarted and stopped as the peers change, each given its full desired route set.
+//! restarted and stopped as the peers change: a new session is given its full route set,
+//! a running one only the routes that changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrolb_bgp::codec::{Family, LargeCommunity};
+use ferrolb_bgp::codec::Family;
 use ferrolb_bgp::fsm::{Backoff, GracefulRestartConfig, PeerAsn, SessionConfig, State};
-use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, PeerStatus, RouteAttributes, RouteMap};
-use ferrolb_shared::announce::{PeerName, Route};
+use ferrolb_bgp::runtime::{PeerConfig, PeerHandle, PeerStatus, RouteMap};
+use ferrolb_shared::announce::PeerName;
 use ferrolb_shared::validate::ParsedPeer;
-use ipnet::IpNet;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{Metrics, PendingChange, follow_peer};
+use crate::table::{RouteChanges, RouteTable};
 
 /// Seconds a graceful-restart-capable router keeps our routes after losing the session.
 pub const GRACEFUL_RESTART_TIME: u16 = 120;
@@ -126,74 +127,6 @@ impl SessionSpec {
     }
 }
 
-/// The runtime's route map for the decision's routes of one peer. Equal attribute sets
-/// share one allocation, as the runtime groups prefixes by attributes when packing UPDATEs.
-///
-/// `Route::next_hop` is not carried: no configuration sets it yet, and the runtime derives
-/// NEXT_HOP from the session's local address.
-pub fn route_map(routes: &BTreeMap<IpNet, Route>) -> RouteMap {
-    route_map_interned(routes, &mut HashMap::new())
-}
-
-/// [`route_map`] with an attribute table shared by several calls, so the peers of one
-/// decision run share their attribute sets too.
-fn route_map_interned(
-    routes: &BTreeMap<IpNet, Route>,
-    interned: &mut HashMap<RouteAttributes, Arc<RouteAttributes>>,
-) -> RouteMap {
-    routes
-        .iter()
-        .map(|(prefix, route)| {
-            let attrs = attributes(route);
-            let shared = match interned.get(&attrs) {
-                Some(a) => a.clone(),
-                None => {
-                    let a = Arc::new(attrs.clone());
-                    interned.insert(attrs, a.clone());
-                    a
-                }
-            };
-            (*prefix, shared)
-        })
-        .collect()
-}
-
-fn attributes(route: &Route) -> RouteAttributes {
-    RouteAttributes {
-        communities: route.communities.clone(),
-        large_communities: route
-            .large_communities
-            .iter()
-            .map(|&[global_admin, local_data1, local_data2]| LargeCommunity {
-                global_admin,
-                local_data1,
-                local_data2,
-            })
-            .collect(),
-        local_pref: route.local_pref,
-        med: None,
-    }
-}
-
-/// Whether `sent` is exactly what [`route_map`] makes of `desired`, compared without
-/// building it: at 10k routes per peer, a second copy of every table would cost more memory
-/// than the comparison costs time.
-pub fn same_routes(desired: &BTreeMap<IpNet, Route>, sent: &RouteMap) -> bool {
-    desired.len() == sent.len()
-        && desired.iter().all(|(prefix, route)| {
-            sent.get(prefix).is_some_and(|a| {
-                a.communities == route.communities
-                    && a.local_pref == route.local_pref
-                    && a.med.is_none()
-                    && a.large_communities.len() == route.large_communities.len()
-                    && a.large_communities
-                        .iter()
-                        .zip(&route.large_communities)
-                        .all(|(l, r)| [l.global_admin, l.local_data1, l.local_data2] == *r)
-            })
-        })
-}
-
 /// What the caller wants for one peer that selects this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wanted {
@@ -208,8 +141,6 @@ struct Session {
     spec: SessionSpec,
     handle: PeerHandle,
     pending: PendingChange,
-    /// The routes last handed to the runtime, shared with it (not a copy).
-    sent: Option<Arc<RouteMap>>,
     follower: JoinHandle<()>,
 }
 
@@ -242,13 +173,14 @@ impl Sessions {
     }
 
     /// Brings the sessions in line with `wanted` (stopping those not wanted, restarting
-    /// those whose spec changed), then hands each session its routes from `routes` (none
-    /// when absent). Only sessions whose routes differ from the last call are told;
-    /// `decided_at` starts their decision-to-UPDATE clock.
+    /// those whose spec changed). A session started now gets its complete route set from
+    /// `table`; every other one gets only its entries of `changes`. `decided_at` starts
+    /// the decision-to-UPDATE clock of the sessions that have something to send.
     pub async fn apply(
         &mut self,
         wanted: &BTreeMap<PeerName, Wanted>,
-        routes: &BTreeMap<PeerName, BTreeMap<IpNet, Route>>,
+        table: &RouteTable,
+        changes: RouteChanges,
         decided_at: Instant,
     ) {
         let stale: Vec<PeerName> = self
@@ -267,6 +199,7 @@ impl Sessions {
                 self.stop(&name, s, "configuration changed").await;
             }
         }
+        let mut started = BTreeSet::new();
         for (name, w) in wanted {
             let Wanted::Run(spec) = w else { continue };
             if self.sessions.contains_key(name) {
@@ -274,6 +207,9 @@ impl Sessions {
             }
             tracing::info!(peer = %name, remote = %spec.remote, router_id = %spec.router_id, "starting BGP session");
             let handle = PeerHandle::spawn(spec.peer_config());
+            // Sent once the session is up; this session's entries of `changes` are in it.
+            handle.set_routes(table.routes_for(name));
+            started.insert(name.clone());
             let pending = PendingChange::default();
             let follower = tokio::spawn(follow_peer(
                 name.to_string(),
@@ -287,30 +223,24 @@ impl Sessions {
                     spec: spec.clone(),
                     handle,
                     pending,
-                    sent: None,
                     follower,
                 },
             );
         }
-        let empty = BTreeMap::new();
-        let mut interned = HashMap::new();
-        for (name, s) in &mut self.sessions {
-            let desired = routes.get(name).unwrap_or(&empty);
-            if s.sent
-                .as_ref()
-                .is_some_and(|sent| same_routes(desired, sent))
-            {
+        for (name, list) in changes {
+            if started.contains(&name) {
                 continue;
             }
-            tracing::debug!(peer = %name, routes = desired.len(), "desired routes changed");
+            let Some(s) = self.sessions.get(&name) else {
+                continue;
+            };
+            tracing::debug!(peer = %name, changed = list.len(), "routes changed");
             // Only a live session sends the change now; otherwise it goes out with the next
             // session's full table, and that wait is the session's, not the decision's.
             if s.handle.status().borrow().state == State::Established {
                 s.pending.mark(decided_at);
             }
-            let map = Arc::new(route_map_interned(desired, &mut interned));
-            s.handle.set_routes_shared(map.clone());
-            s.sent = Some(map);
+            s.handle.update_routes(list);
         }
     }
 
@@ -470,50 +400,6 @@ mod tests {
     }
 
     #[test]
-    fn same_routes_compares_what_the_runtime_would_send() {
-        let route = |p: &str, c: Vec<u32>, lp: Option<u32>| {
-            let prefix: IpNet = p.parse().unwrap();
-            (
-                prefix,
-                Route {
-                    prefix,
-                    next_hop: None,
-                    communities: c,
-                    large_communities: vec![[64512, 1, 2]],
-                    local_pref: lp,
-                },
-            )
-        };
-        let base: BTreeMap<_, _> = [
-            route("192.0.2.1/32", vec![1], None),
-            route("192.0.2.2/32", vec![1], None),
-        ]
-        .into();
-        let sent = route_map(&base);
-        assert!(same_routes(&base, &sent));
-        let mut more = base.clone();
-        more.extend([route("192.0.2.3/32", vec![1], None)]);
-        assert!(!same_routes(&more, &sent));
-        let mut other_attrs = base.clone();
-        other_attrs.extend([route("192.0.2.2/32", vec![2], None)]);
-        assert!(!same_routes(&other_attrs, &sent));
-        let mut other_pref = base.clone();
-        other_pref.extend([route("192.0.2.2/32", vec![1], Some(200))]);
-        assert!(!same_routes(&other_pref, &sent));
-        let mut other_large = base.clone();
-        other_large
-            .get_mut(&"192.0.2.1/32".parse().unwrap())
-            .unwrap()
-            .large_communities = vec![[64512, 1, 3]];
-        assert!(!same_routes(&other_large, &sent));
-        let mut other_prefix = base.clone();
-        other_prefix.remove(&"192.0.2.2/32".parse().unwrap());
-        other_prefix.extend([route("192.0.2.9/32", vec![1], None)]);
-        assert!(!same_routes(&other_prefix, &sent));
-        assert!(same_routes(&BTreeMap::new(), &RouteMap::new()));
-    }
-
-    #[test]
     fn graceful_close_only_when_both_sides_do_graceful_restart() {
         let spec = |gr: bool| {
             SessionSpec::new(
@@ -563,45 +449,6 @@ mod tests {
         assert_eq!(
             shutdown_kind(&spec(true), &status(State::Active, true)),
             WithdrawThenCease
-        );
-    }
-
-    #[test]
-    fn routes_convert_with_shared_attributes() {
-        let route = |p: &str, c: Vec<u32>| {
-            let prefix: IpNet = p.parse().unwrap();
-            (
-                prefix,
-                Route {
-                    prefix,
-                    next_hop: None,
-                    communities: c,
-                    large_communities: vec![[64512, 1, 2]],
-                    local_pref: Some(200),
-                },
-            )
-        };
-        let routes: BTreeMap<_, _> = [
-            route("192.0.2.1/32", vec![1]),
-            route("192.0.2.2/32", vec![1]),
-            route("192.0.2.3/32", vec![2]),
-        ]
-        .into();
-        let map = route_map(&routes);
-        assert_eq!(map.len(), 3);
-        let a = &map[&"192.0.2.1/32".parse().unwrap()];
-        let b = &map[&"192.0.2.2/32".parse().unwrap()];
-        let c = &map[&"192.0.2.3/32".parse().unwrap()];
-        assert!(Arc::ptr_eq(a, b));
-        assert!(!Arc::ptr_eq(a, c));
-        assert_eq!(a.local_pref, Some(200));
-        assert_eq!(
-            a.large_communities,
-            vec![LargeCommunity {
-                global_admin: 64512,
-                local_data1: 1,
-                local_data2: 2
-            }]
         );
     }
 }

@@ -254,32 +254,71 @@ pub fn endpoint_view<'a>(slices: impl IntoIterator<Item = &'a SliceRecord>) -> E
     view
 }
 
+/// The slices of some Services, by Service: the `(namespace, record)` slices sorted by
+/// `(namespace, Service)`, lighter than a map of vectors.
+pub struct SliceIndex<'a> {
+    sorted: Vec<(&'a str, &'a str, &'a SliceRecord)>,
+}
+
+impl<'a> SliceIndex<'a> {
+    /// Indexes the slices of the Services `wanted` accepts (by namespace and name).
+    pub fn new(
+        slices: impl IntoIterator<Item = (&'a str, &'a SliceRecord)>,
+        wanted: impl Fn(&str, &str) -> bool,
+    ) -> Self {
+        let mut sorted: Vec<(&str, &str, &SliceRecord)> = slices
+            .into_iter()
+            .map(|(ns, r)| (ns, &*r.service, r))
+            .filter(|(ns, svc, _)| wanted(ns, svc))
+            .collect();
+        sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        SliceIndex { sorted }
+    }
+
+    /// The slices of one Service.
+    pub fn of<'k>(
+        &'k self,
+        namespace: &'k str,
+        name: &'k str,
+    ) -> impl Iterator<Item = &'a SliceRecord> + 'k {
+        let start = self
+            .sorted
+            .partition_point(|s| (s.0, s.1) < (namespace, name));
+        self.sorted[start..]
+            .iter()
+            .take_while(move |s| (s.0, s.1) == (namespace, name))
+            .map(|s| s.2)
+    }
+
+    /// The decision's view of a Service record, with the endpoints of its slices; `None`
+    /// when `class` does not handle it.
+    pub fn view(
+        &self,
+        namespace: &str,
+        name: &str,
+        record: &ServiceRecord,
+        class: &ClassFilter,
+    ) -> Option<ServiceView> {
+        if !class.handles_class(record.class.as_deref()) {
+            return None;
+        }
+        let endpoints = endpoint_view(self.of(namespace, name));
+        Some(record.view(ServiceKey::new(namespace, name), endpoints))
+    }
+}
+
 /// [`service_views`] over records: every `(namespace, name, record)` Service our class
-/// handles, with the endpoints of the `(namespace, record)` slices that name it.
+/// handles, with the endpoints of the `(namespace, record)` slices that name it. The
+/// speaker builds the same views one at a time ([`SliceIndex::view`]).
 pub fn record_views<'a>(
     services: impl IntoIterator<Item = (&'a str, &'a str, &'a ServiceRecord)>,
     slices: impl IntoIterator<Item = (&'a str, &'a SliceRecord)>,
     class: &ClassFilter,
 ) -> Vec<ServiceView> {
-    // Sorted by (namespace, Service) for look-ups: lighter than a map of vectors.
-    let mut by_service: Vec<(&str, &str, &SliceRecord)> = slices
-        .into_iter()
-        .map(|(ns, r)| (ns, &*r.service, r))
-        .collect();
-    by_service.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let index = SliceIndex::new(slices, |_, _| true);
     services
         .into_iter()
-        .filter(|(_, _, r)| class.handles_class(r.class.as_deref()))
-        .map(|(ns, name, r)| {
-            let start = by_service.partition_point(|s| (s.0, s.1) < (ns, name));
-            let end = start
-                + by_service[start..]
-                    .iter()
-                    .take_while(|s| (s.0, s.1) == (ns, name))
-                    .count();
-            let endpoints = endpoint_view(by_service[start..end].iter().map(|s| s.2));
-            r.view(ServiceKey::new(ns, name), endpoints)
-        })
+        .filter_map(|(ns, name, r)| index.view(ns, name, r, class))
         .collect()
 }
 

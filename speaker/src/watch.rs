@@ -11,10 +11,10 @@
 //! as it was (the watcher retries with backoff and a re-list swaps the store in one step),
 //! so nothing is withdrawn while the API server is away.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ferrolb_shared::allocator::ServiceKey;
 use ferrolb_shared::announce::ServiceView;
@@ -25,7 +25,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::views::{ClassFilter, ServiceRecord, SliceRecord, record_views};
+use crate::table::ServiceId;
+use crate::views::{ClassFilter, ServiceRecord, SliceIndex, SliceRecord};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -106,6 +107,39 @@ where
 /// An object's namespace and name.
 type ObjectKey = (Box<str>, Box<str>);
 
+/// Services (namespace, name) whose record or EndpointSlices changed since the decision
+/// last looked, so that it re-decides only those.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// A re-list replaced a whole cache: every Service may have changed.
+    pub all: bool,
+    /// The Services that changed.
+    pub services: HashSet<ServiceId>,
+}
+
+type SharedDirty = Arc<Mutex<Dirty>>;
+
+fn lock_dirty(d: &SharedDirty) -> std::sync::MutexGuard<'_, Dirty> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The Service a record belongs to: a Service's own key, a slice's `(namespace, label)`.
+trait OfService {
+    fn service(&self, key: &ObjectKey) -> ServiceId;
+}
+
+impl OfService for ServiceRecord {
+    fn service(&self, key: &ObjectKey) -> ServiceId {
+        key.clone()
+    }
+}
+
+impl OfService for SliceRecord {
+    fn service(&self, key: &ObjectKey) -> ServiceId {
+        (key.0.clone(), self.service.clone())
+    }
+}
+
 /// Records by object, as a watcher last listed and watched them.
 type RecordMap<R> = HashMap<ObjectKey, R>;
 
@@ -144,13 +178,17 @@ fn object_key<K: Resource>(o: &K) -> ObjectKey {
 /// decision must run again) and whether a complete list was just swapped in.
 ///
 /// A list builds `listing` aside and replaces the records in one step at its end.
-fn apply_event<K: Resource, R>(
+fn apply_event<K: Resource, R: OfService + PartialEq>(
     ev: watcher::Event<K>,
     listing: &mut Option<RecordMap<R>>,
     store: &RwLock<RecordMap<R>>,
     record: fn(&K) -> Option<R>,
+    dirty: &SharedDirty,
 ) -> (bool, bool) {
     let write = || store.write().unwrap_or_else(|e| e.into_inner());
+    let mark = |key: &ObjectKey, r: &R| {
+        lock_dirty(dirty).services.insert(r.service(key));
+    };
     match ev {
         watcher::Event::Init => {
             *listing = Some(HashMap::new());
@@ -166,6 +204,7 @@ fn apply_event<K: Resource, R>(
             let mut fresh = listing.take().unwrap_or_default();
             fresh.shrink_to_fit();
             *write() = fresh;
+            lock_dirty(dirty).all = true;
             (true, true)
         }
         watcher::Event::Apply(o) => {
@@ -175,14 +214,37 @@ fn apply_event<K: Resource, R>(
             // record and had none (other Service types) never do.
             let relevant = match record(&o) {
                 Some(r) => {
-                    write().insert(key, r);
+                    let service = r.service(&key);
+                    let old = write().insert(key.clone(), r);
+                    // A slice relabelled to another Service changes the old one too.
+                    if let Some(old) = old
+                        && old.service(&key) != service
+                    {
+                        mark(&key, &old);
+                    }
+                    lock_dirty(dirty).services.insert(service);
                     true
                 }
-                None => write().remove(&key).is_some(),
+                None => match write().remove(&key) {
+                    Some(old) => {
+                        mark(&key, &old);
+                        true
+                    }
+                    None => false,
+                },
             };
             (relevant, false)
         }
-        watcher::Event::Delete(o) => (write().remove(&object_key(&o)).is_some(), false),
+        watcher::Event::Delete(o) => {
+            let key = object_key(&o);
+            match write().remove(&key) {
+                Some(old) => {
+                    mark(&key, &old);
+                    (true, false)
+                }
+                None => (false, false),
+            }
+        }
     }
 }
 
@@ -191,6 +253,7 @@ fn spawn_records<K, R>(
     config: watcher::Config,
     changed: ChangeSignal,
     record: fn(&K) -> Option<R>,
+    dirty: SharedDirty,
 ) -> Records<R>
 where
     K: Resource<DynamicType = ()>
@@ -200,7 +263,7 @@ where
         + Send
         + Sync
         + 'static,
-    R: Send + Sync + 'static,
+    R: OfService + PartialEq + Send + Sync + 'static,
 {
     let map: Arc<RwLock<RecordMap<R>>> = Arc::new(RwLock::new(HashMap::new()));
     let synced = Arc::new(AtomicBool::new(false));
@@ -214,7 +277,7 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(ev) => {
-                    let (poke, done) = apply_event(ev, &mut listing, &store, record);
+                    let (poke, done) = apply_event(ev, &mut listing, &store, record, &dirty);
                     if done {
                         flag.store(true, Ordering::Release);
                     }
@@ -246,6 +309,7 @@ fn slim_node(node: &mut Node) {
 
 /// Caches of everything the decision reads.
 pub struct Caches {
+    dirty: SharedDirty,
     services: Records<ServiceRecord>,
     slices: Records<SliceRecord>,
     node: Reflector<Node>,
@@ -272,19 +336,23 @@ impl Caches {
         changed: &ChangeSignal,
     ) -> Self {
         let all = watcher::Config::default();
+        let dirty = SharedDirty::default();
         Caches {
             services: spawn_records(
                 Api::all(client.clone()),
                 all.clone(),
                 changed.clone(),
                 ServiceRecord::from_service,
+                dirty.clone(),
             ),
             slices: spawn_records(
                 Api::all(client.clone()),
                 all.clone(),
                 changed.clone(),
                 SliceRecord::from_slice,
+                dirty.clone(),
             ),
+            dirty,
             node: spawn_reflector(
                 Api::all(client.clone()),
                 watcher::Config::default().fields(&format!("metadata.name={node_name}")),
@@ -326,19 +394,42 @@ impl Caches {
         .all(|f| f.load(Ordering::Acquire))
     }
 
-    /// The decision's view of every cached Service that `class` handles, with its
-    /// endpoints: what [`crate::views::service_views`] makes of the objects, built from the
-    /// compact records.
-    pub fn service_views(&self, class: &ClassFilter) -> Vec<ServiceView> {
+    /// The Services changed since the last call (every one after a re-list).
+    pub fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut *lock_dirty(&self.dirty))
+    }
+
+    /// Calls `f` with the decision's view of each Service in `which` (`None`: every
+    /// cached one), or `None` for one that is not cached or not of our `class`. The
+    /// views are built one at a time, so a run over 10k Services never holds 10k views.
+    pub fn for_each_view(
+        &self,
+        which: Option<&HashSet<ServiceId>>,
+        class: &ClassFilter,
+        mut f: impl FnMut(&ServiceId, Option<ServiceView>),
+    ) {
         self.services.read(|services| {
             self.slices.read(|slices| {
-                record_views(
-                    services.iter().map(|((ns, n), r)| (&**ns, &**n, r)),
-                    slices.iter().map(|((ns, _), r)| (&**ns, r)),
-                    class,
-                )
+                // For a few Services one pass over the slices picks theirs (an owned key
+                // per look-up, cheap at that size); for all of them, every slice.
+                let index =
+                    SliceIndex::new(slices.iter().map(|((ns, _), r)| (&**ns, r)), |ns, svc| {
+                        which.is_none_or(|w| w.contains(&(ns.into(), svc.into())))
+                    });
+                let mut one = |key: &ServiceId, r: Option<&ServiceRecord>| {
+                    f(key, r.and_then(|r| index.view(&key.0, &key.1, r, class)));
+                };
+                match which {
+                    Some(keys) => keys.iter().for_each(|k| one(k, services.get(k))),
+                    None => services.iter().for_each(|(k, r)| one(k, Some(r))),
+                }
             })
-        })
+        });
+    }
+
+    /// Whether a Service is cached.
+    pub fn has_service(&self, key: &ServiceId) -> bool {
+        self.services.read(|services| services.contains_key(key))
     }
 
     /// Minimal `Service` objects (name, namespace, uid, labels, type, class, traffic policy,
@@ -496,6 +587,7 @@ pub fn password_from(
 mod tests {
     use super::*;
     use k8s_openapi::ByteString;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use std::net::IpAddr;
 
     fn lb(name: &str, ip: &str) -> Service {
@@ -507,12 +599,53 @@ mod tests {
         .unwrap()
     }
 
+    fn slice(name: &str, service: &str) -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "app", "name": name,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": "n1"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn changes_mark_their_services_for_the_next_decision() {
+        let store = RwLock::new(RecordMap::default());
+        let mut listing = None;
+        let dirty = SharedDirty::default();
+        let mut step = |ev| apply_event(ev, &mut listing, &store, SliceRecord::from_slice, &dirty);
+        let take = || std::mem::take(&mut *lock_dirty(&dirty));
+        let id = |s: &str| -> ServiceId { ("app".into(), s.into()) };
+
+        step(watcher::Event::Init);
+        step(watcher::Event::InitApply(slice("web-1", "web")));
+        assert!(!take().all, "nothing before the list is complete");
+        step(watcher::Event::InitDone);
+        assert!(take().all, "a complete (re-)list: every Service again");
+
+        step(watcher::Event::Apply(slice("web-2", "web")));
+        step(watcher::Event::Apply(slice("api-1", "api")));
+        let d = take();
+        assert!(!d.all);
+        assert_eq!(d.services, [id("web"), id("api")].into());
+        // A slice moved to another Service changes both.
+        step(watcher::Event::Apply(slice("web-2", "db")));
+        assert_eq!(take().services, [id("web"), id("db")].into());
+        step(watcher::Event::Delete(slice("api-1", "api")));
+        assert_eq!(take().services, [id("api")].into());
+        // Deleting what was never kept changes nothing.
+        step(watcher::Event::Delete(slice("other", "other")));
+        assert!(take().services.is_empty());
+    }
+
     #[test]
     fn records_follow_watch_events_and_relists_swap_at_the_end() {
         let store = RwLock::new(RecordMap::default());
         let mut listing = None;
         let rec = ServiceRecord::from_service;
-        let mut step = |ev| apply_event(ev, &mut listing, &store, rec);
+        let dirty = SharedDirty::default();
+        let mut step = |ev| apply_event(ev, &mut listing, &store, rec, &dirty);
         let len = |store: &RwLock<RecordMap<ServiceRecord>>| store.read().unwrap().len();
 
         assert_eq!(step(watcher::Event::Init), (false, false));

@@ -72,14 +72,20 @@ fn objects(ports: &[u16], n: usize) -> String {
     serde_json::Value::Array(docs).to_string()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of `/proc/PID/status` in KiB: `VmRSS`, `RssAnon` (heap and stacks), `RssFile`
+/// (the binary's pages in memory).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -134,7 +140,18 @@ async fn scale_figures() {
     let kubeconfig = dir.path().join("kubeconfig");
     emu.write_kubeconfig(&kubeconfig).unwrap();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrolb-speaker"))
+    // SPEAKER_SCALE_WRAPPER runs the speaker under a profiler that keeps its pid, e.g.
+    // "valgrind --tool=massif --massif-out-file=/tmp/speaker.massif".
+    let wrapper = std::env::var("SPEAKER_SCALE_WRAPPER").unwrap_or_default();
+    let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_owned).collect();
+    // SPEAKER_SCALE_BIN measures another build, e.g. the shipped one from
+    // docker/build-static.sh.
+    argv.push(
+        std::env::var("SPEAKER_SCALE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferrolb-speaker").to_owned()),
+    );
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .args(["--node-name", NODE, "--namespace", "ferrolb-system"])
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
@@ -185,12 +202,14 @@ async fn scale_figures() {
     down.sort();
     up.sort();
     let rss_after = rss_kib(pid);
+    let (anon, file) = (status_kib(pid, "RssAnon"), status_kib(pid, "RssFile"));
     println!("services: {n}, {} peers", ports.len());
     println!("speaker start → all {n} routes at every router: {to_all:?}");
     println!(
         "speaker RSS: {} KiB after start, {} KiB after 60 flips",
         rss, rss_after
     );
+    println!("  of which anonymous (heap, stacks) {anon} KiB, file-backed (the binary) {file} KiB");
     println!(
         "endpoint not ready → withdrawn at router: p50 {:?}, p99 {:?}",
         percentile(&down, 0.5),
@@ -201,7 +220,16 @@ async fn scale_figures() {
         percentile(&up, 0.5),
         percentile(&up, 0.99)
     );
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    // SIGTERM, so that a profiler in SPEAKER_SCALE_WRAPPER writes its output.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    if timeout(Duration::from_secs(60), child.wait())
+        .await
+        .is_err()
+    {
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+    }
     emu.shutdown().await;
 }

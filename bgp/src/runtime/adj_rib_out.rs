@@ -23,6 +23,18 @@ pub struct RibDiff {
 }
 
 impl RibDiff {
+    /// Sorted, duplicate-free lists (UPDATEs then pack neighbouring prefixes the same way
+    /// whatever order the changes came in).
+    fn sorted(mut self) -> Self {
+        for list in self.announce.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        self.withdraw.sort_unstable();
+        self.withdraw.dedup();
+        self
+    }
+
     /// Nothing to send.
     pub fn is_empty(&self) -> bool {
         self.announce.is_empty() && self.withdraw.is_empty()
@@ -66,23 +78,48 @@ impl AdjRibOut {
     /// prefixes whose attributes changed are announced (an announcement
     /// implicitly replaces the old route), vanished ones withdrawn.
     pub fn diff(&self, desired: &RouteMap) -> RibDiff {
+        self.diff_sendable(desired, |_| true)
+    }
+
+    /// [`diff`](Self::diff) against the part of `desired` that `sendable` admits (the
+    /// families the session carries), without copying that part out: at 10k routes a
+    /// copy per change would cost more than the diff.
+    pub fn diff_sendable(&self, desired: &RouteMap, sendable: impl Fn(&IpNet) -> bool) -> RibDiff {
         let mut d = RibDiff::default();
         for (prefix, attrs) in desired {
-            if self.sent.get(prefix).is_none_or(|old| old != attrs) {
+            if sendable(prefix) && self.sent.get(prefix).is_none_or(|old| old != attrs) {
                 d.announce.entry(attrs.clone()).or_default().push(*prefix);
             }
-        }
-        for list in d.announce.values_mut() {
-            list.sort();
         }
         d.withdraw = self
             .sent
             .keys()
-            .filter(|p| !desired.contains_key(p))
+            .filter(|p| !sendable(p) || !desired.contains_key(p))
             .copied()
             .collect();
-        d.withdraw.sort();
-        d
+        d.sorted()
+    }
+
+    /// The changes for `prefixes` only: what [`diff_sendable`](Self::diff_sendable) would
+    /// find for them, in time proportional to their number, for callers that know which
+    /// prefixes changed.
+    pub fn diff_prefixes<'a>(
+        &self,
+        desired: &RouteMap,
+        prefixes: impl IntoIterator<Item = &'a IpNet>,
+        sendable: impl Fn(&IpNet) -> bool,
+    ) -> RibDiff {
+        let mut d = RibDiff::default();
+        for prefix in prefixes {
+            let want = desired.get(prefix).filter(|_| sendable(prefix));
+            match (want, self.sent.get(prefix)) {
+                (Some(new), Some(old)) if new == old => {}
+                (Some(new), _) => d.announce.entry(new.clone()).or_default().push(*prefix),
+                (None, Some(_)) => d.withdraw.push(*prefix),
+                (None, None) => {}
+            }
+        }
+        d.sorted()
     }
 
     /// Records that `diff` was sent.
@@ -136,5 +173,45 @@ mod tests {
 
         rib.forget(|p| matches!(p, IpNet::V6(_)));
         assert_eq!(rib.diff(&second).announced(), 1);
+    }
+
+    #[test]
+    fn diff_of_some_prefixes_equals_the_full_diff_restricted_to_them() {
+        let a = Arc::new(RouteAttributes::default());
+        let b = Arc::new(RouteAttributes {
+            communities: vec![7],
+            ..RouteAttributes::default()
+        });
+        let mut rib = AdjRibOut::default();
+        let first: RouteMap = [
+            (p("10.0.0.1/32"), a.clone()),
+            (p("10.0.0.2/32"), a.clone()),
+            (p("2001:db8::1/128"), a.clone()),
+        ]
+        .into();
+        rib.commit(&rib.diff(&first));
+        let second: RouteMap = [
+            (p("10.0.0.2/32"), b.clone()),
+            (p("10.0.0.3/32"), a.clone()),
+            (p("2001:db8::1/128"), a.clone()),
+        ]
+        .into();
+        let changed = [
+            p("10.0.0.1/32"),
+            p("10.0.0.2/32"),
+            p("10.0.0.3/32"),
+            p("10.0.0.3/32"),
+        ];
+        let d = rib.diff_prefixes(&second, &changed, |_| true);
+        assert_eq!(d, rib.diff(&second));
+        assert_eq!(d.withdraw, vec![p("10.0.0.1/32")]);
+        assert_eq!(d.announce[&a], vec![p("10.0.0.3/32")]);
+        // An unchanged prefix in the list sends nothing; one the session cannot carry is
+        // withdrawn if it was sent.
+        let only_v4 = |p: &IpNet| matches!(p, IpNet::V4(_));
+        let d = rib.diff_prefixes(&first, &[p("10.0.0.1/32"), p("2001:db8::1/128")], only_v4);
+        assert!(d.announce.is_empty());
+        assert_eq!(d.withdraw, vec![p("2001:db8::1/128")]);
+        assert_eq!(d, rib.diff_sendable(&first, only_v4));
     }
 }

@@ -3,15 +3,19 @@
 //! peer's Adj-RIB-Out in step with the desired routes.
 //!
 //! The caller states *what* should be announced ([`PeerHandle::set_routes`]
-//! with the full desired set); the task works out the minimal UPDATEs,
+//! with the full desired set, or [`PeerHandle::update_routes`] with the
+//! prefixes that changed); the task works out the minimal UPDATEs,
 //! packs them, re-sends everything on a new session or a route refresh
 //! request, and ends with End-of-RIB markers (RFC 4724 §2).
 
 mod adj_rib_out;
 mod peer;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::IpNet;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -115,10 +119,30 @@ pub(crate) enum Stop {
     Close,
 }
 
+/// Route changes handed to a peer task and not yet taken by it.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    /// A new complete desired set, replacing the task's.
+    pub(crate) full: Option<Arc<RouteMap>>,
+    /// Per-prefix changes after `full` (or after the task's current set): the new
+    /// attributes, or `None` to withdraw. The latest change of a prefix wins.
+    pub(crate) changes: HashMap<IpNet, Option<Arc<RouteAttributes>>>,
+}
+
+/// What [`PeerHandle`] shares with its task.
+pub(crate) type SharedInbox = Arc<Mutex<Inbox>>;
+
+/// Locks an inbox; a poisoned lock (a panicking holder) still holds valid changes.
+pub(crate) fn lock(inbox: &SharedInbox) -> MutexGuard<'_, Inbox> {
+    inbox.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Handle to a running peer task.
 #[derive(Debug)]
 pub struct PeerHandle {
-    routes: watch::Sender<Arc<RouteMap>>,
+    inbox: SharedInbox,
+    /// Pokes the task after the inbox changed; dropping it tells the task its handle is gone.
+    wake: watch::Sender<()>,
     status: watch::Receiver<PeerStatus>,
     incoming: mpsc::Sender<TcpStream>,
     stop: Option<oneshot::Sender<Stop>>,
@@ -128,19 +152,22 @@ pub struct PeerHandle {
 impl PeerHandle {
     /// Starts a peer task on the current tokio runtime.
     pub fn spawn(config: PeerConfig) -> Self {
-        let (routes_tx, routes_rx) = watch::channel(Arc::new(RouteMap::new()));
+        let inbox = SharedInbox::default();
+        let (wake_tx, wake_rx) = watch::channel(());
         let (status_tx, status_rx) = watch::channel(PeerStatus::default());
         let (stop_tx, stop_rx) = oneshot::channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(4);
         let task = tokio::spawn(peer::run(
             config,
-            routes_rx,
+            inbox.clone(),
+            wake_rx,
             status_tx,
             incoming_rx,
             stop_rx,
         ));
         Self {
-            routes: routes_tx,
+            inbox,
+            wake: wake_tx,
             status: status_rx,
             incoming: incoming_tx,
             stop: Some(stop_tx),
@@ -157,7 +184,26 @@ impl PeerHandle {
     /// [`set_routes`](Self::set_routes) for a map the caller keeps too (to compare the
     /// next desired set against), so a large table is held once, not twice.
     pub fn set_routes_shared(&self, routes: Arc<RouteMap>) {
-        self.routes.send_replace(routes);
+        {
+            let mut inbox = lock(&self.inbox);
+            inbox.full = Some(routes);
+            inbox.changes.clear();
+        }
+        self.wake.send_replace(());
+    }
+
+    /// Changes some prefixes of the desired routes: `Some` attributes announce (or
+    /// re-announce) a prefix, `None` withdraws it; prefixes not named stay as they are.
+    /// The task then looks only at the named prefixes, so a caller that knows what changed
+    /// pays for the change, not for the table. Calls in quick succession coalesce (the
+    /// latest change of a prefix wins), and they apply after any earlier
+    /// [`set_routes`](Self::set_routes).
+    pub fn update_routes(
+        &self,
+        changes: impl IntoIterator<Item = (IpNet, Option<Arc<RouteAttributes>>)>,
+    ) {
+        lock(&self.inbox).changes.extend(changes);
+        self.wake.send_replace(());
     }
 
     /// Hands over a connection the peer opened to us. The caller's listener

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -14,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::adj_rib_out::{AdjRibOut, RouteMap};
-use super::{PeerConfig, PeerStatus, RouteAttributes, Stop};
+use super::{Inbox, PeerConfig, PeerStatus, RouteAttributes, SharedInbox, Stop, lock};
 use crate::codec::{
     self, AsPath, CodecOptions, DecodeError, Family, HEADER_LEN, Message, NextHop, Origin,
     PathAttribute, Update, UpdateBuilder,
@@ -53,7 +54,10 @@ struct Peer {
     status: watch::Sender<PeerStatus>,
     /// Inputs produced while performing outputs (e.g. a failed write).
     pending: VecDeque<Input>,
-    /// The latest desired routes.
+    /// The latest desired routes: shared with the caller after
+    /// [`PeerHandle::set_routes_shared`](super::PeerHandle::set_routes_shared), changed in
+    /// place (copied first only while shared) by
+    /// [`PeerHandle::update_routes`](super::PeerHandle::update_routes).
     desired: Arc<RouteMap>,
     /// Families to send in full, each followed by End-of-RIB: all of them
     /// on a new session, one after a route refresh request.
@@ -62,7 +66,8 @@ struct Peer {
 
 pub(super) async fn run(
     config: PeerConfig,
-    mut routes: watch::Receiver<Arc<RouteMap>>,
+    inbox: SharedInbox,
+    mut wake: watch::Receiver<()>,
     status: watch::Sender<PeerStatus>,
     mut incoming: mpsc::Receiver<TcpStream>,
     mut stop: oneshot::Receiver<Stop>,
@@ -83,7 +88,7 @@ pub(super) async fn run(
         rib: AdjRibOut::default(),
         status,
         pending: VecDeque::new(),
-        desired: routes.borrow().clone(),
+        desired: Arc::new(RouteMap::new()),
         resend: Vec::new(),
     };
     peer.input(Input::ManualStart).await;
@@ -121,14 +126,32 @@ pub(super) async fn run(
                     peer.input(Input::TimerExpired(t)).await;
                 }
             }
-            changed = routes.changed() => {
+            changed = wake.changed() => {
                 if changed.is_err() {
                     // The handle is gone without a shutdown: stop quietly.
                     peer.input(Input::ManualStop(String::new())).await;
                     break;
                 }
-                peer.desired = routes.borrow_and_update().clone();
-                peer.sync().await;
+                let Inbox { full, changes } = std::mem::take(&mut *lock(&inbox));
+                let whole = full.is_some();
+                if let Some(full) = full {
+                    peer.desired = full;
+                }
+                if !changes.is_empty() {
+                    let desired = Arc::make_mut(&mut peer.desired);
+                    for (prefix, attrs) in &changes {
+                        match attrs {
+                            Some(a) => desired.insert(*prefix, a.clone()),
+                            None => desired.remove(prefix),
+                        };
+                    }
+                }
+                if whole {
+                    peer.sync(None).await;
+                } else if !changes.is_empty() {
+                    let changed: Vec<IpNet> = changes.into_keys().collect();
+                    peer.sync(Some(&changed)).await;
+                }
             }
         }
         if !peer.resend.is_empty() {
@@ -295,7 +318,7 @@ impl Peer {
     async fn resend_families(&mut self) {
         let families = std::mem::take(&mut self.resend);
         self.rib.forget(|p| families.contains(&Family::of(p)));
-        self.sync().await;
+        self.sync(None).await;
         let Some(s) = &self.session else { return };
         let conn = s.conn;
         let opts = s.negotiated.codec();
@@ -353,8 +376,9 @@ impl Peer {
         self.status.send_modify(|s| s.last_error = Some(text));
     }
 
-    /// Sends what it takes to make the peer's view equal `desired`.
-    async fn sync(&mut self) {
+    /// Sends what it takes to make the peer's view equal `desired`: for every prefix, or
+    /// for `changed` ones only when the caller knows that no other prefix changed.
+    async fn sync(&mut self, changed: Option<&[IpNet]>) {
         let Some(s) = &self.session else { return };
         let desired = self.desired.clone();
         let conn = s.conn;
@@ -368,19 +392,18 @@ impl Peer {
             IpAddr::V4(_) => None,
         });
         // Only what this session can carry.
-        let sendable: RouteMap = desired
-            .iter()
-            .filter(|(p, _)| {
-                let f = Family::of(p);
-                s.negotiated.families.contains(&f)
-                    && match f {
-                        Family::Ipv4Unicast => next_hop_v4.is_some(),
-                        Family::Ipv6Unicast => next_hop_v6.is_some(),
-                    }
-            })
-            .map(|(p, a)| (*p, a.clone()))
-            .collect();
-        let diff = self.rib.diff(&sendable);
+        let sendable = |p: &IpNet| {
+            let f = Family::of(p);
+            s.negotiated.families.contains(&f)
+                && match f {
+                    Family::Ipv4Unicast => next_hop_v4.is_some(),
+                    Family::Ipv6Unicast => next_hop_v6.is_some(),
+                }
+        };
+        let diff = match changed {
+            None => self.rib.diff_sendable(&desired, sendable),
+            Some(prefixes) => self.rib.diff_prefixes(&desired, prefixes, sendable),
+        };
         if diff.is_empty() {
             return;
         }

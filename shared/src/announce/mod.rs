@@ -12,11 +12,11 @@
 //! - [`explain`]: per address and peer, announced or why not, for `ferrolb explain`.
 //!
 //! # How the speaker drives it
-//! On any change to its node, the Services, EndpointSlices, pools, advertisements or peers,
-//! the speaker rebuilds the affected views, calls [`decide`] and [`desired_routes`], and
-//! sends the difference to each session (coalescing a burst of changes into one run: a full
-//! run over 10k Services and 3 peers takes about 25 ms in a release build). A lost API
-//! server connection changes no view, so nothing is withdrawn.
+//! The speaker prepares a [`Decider`] for its node and configuration on every run and
+//! decides again only the Services whose Service or EndpointSlices changed (all of them
+//! when the node or the configuration changed); its route table merges the per-Service
+//! routes exactly as [`desired_routes`] does and sends each session only the prefixes
+//! that changed. A lost API server connection changes nothing, so nothing is withdrawn.
 //! [`ServiceDecision::is_announced`] flipping is what a Service event reports.
 
 mod decide;
