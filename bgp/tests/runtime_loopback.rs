@@ -330,3 +330,71 @@ async fn passive_peer_takes_connections_handed_over_by_a_listener() {
         .unwrap();
     peer.shutdown("bye").await;
 }
+
+#[tokio::test]
+async fn routes_given_before_the_session_are_sent_and_an_empty_set_withdraws_all() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = listener.local_addr().unwrap();
+    let mut session = SessionConfig::new(64513, Ipv4Addr::new(127, 0, 0, 1), PeerAsn::External);
+    session.families = vec![Family::Ipv4Unicast];
+    let peer = PeerHandle::spawn(PeerConfig {
+        remote,
+        local_address: None,
+        session,
+        md5_password: None,
+        ttl: None,
+        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        next_hop_v6: None,
+    });
+    let attrs = Arc::new(RouteAttributes::default());
+    // A shared table the caller keeps, then per-prefix changes on top, all before any
+    // session exists: the task must remember them and send the result once it is up.
+    let shared: Arc<RouteMap> =
+        Arc::new(hosts(100).into_iter().map(|p| (p, attrs.clone())).collect());
+    peer.set_routes_shared(shared.clone());
+    let added: IpNet = "10.98.0.1/32".parse().unwrap();
+    let v6: IpNet = "2001:db8::/64".parse().unwrap();
+    peer.update_routes([
+        (hosts(100)[0], None),
+        (added, Some(attrs.clone())),
+        // Not carried by this IPv4-only session: never sent, never counted.
+        (v6, Some(attrs.clone())),
+    ]);
+
+    let (mut s, _) = timeout(DEADLINE, listener.accept()).await.unwrap().unwrap();
+    let Received::Open(_) = read_msg(&mut s).await else {
+        panic!("no OPEN")
+    };
+    send(
+        &mut s,
+        Message::Open(Open::new(64512, 90, Ipv4Addr::new(127, 0, 0, 2), vec![])),
+    )
+    .await;
+    send(&mut s, Message::Keepalive).await;
+    assert_eq!(read_msg(&mut s).await, Received::Keepalive);
+    let (ann, wd, eor, _) = read_updates(&mut s, 100, 0, 1).await;
+    let mut expected: BTreeSet<IpNet> = hosts(100)[1..].iter().copied().collect();
+    expected.insert(added);
+    assert_eq!(ann, expected);
+    assert!(wd.is_empty());
+    assert_eq!(eor, vec![Family::Ipv4Unicast]);
+    let mut status = peer.status();
+    timeout(DEADLINE, status.wait_for(|s| s.advertised == 100))
+        .await
+        .unwrap()
+        .unwrap();
+    // The caller's map is its own: the changes did not leak into it.
+    assert_eq!(shared.len(), 100);
+    assert!(shared.contains_key(&hosts(100)[0]) && !shared.contains_key(&added));
+
+    // An empty set (what the speaker sends before shutting down) withdraws everything.
+    peer.set_routes(RouteMap::new());
+    let (ann, wd, _, _) = read_updates(&mut s, 0, 100, 0).await;
+    assert!(ann.is_empty());
+    assert_eq!(wd, expected);
+    timeout(DEADLINE, status.wait_for(|s| s.advertised == 0))
+        .await
+        .unwrap()
+        .unwrap();
+    peer.shutdown("").await;
+}

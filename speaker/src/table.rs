@@ -20,12 +20,15 @@ use ferrolb_bgp::runtime::{RouteAttributes, RouteMap};
 use ferrolb_shared::announce::{Outcome, PeerName, Route, ServiceDecision};
 use ipnet::IpNet;
 
-/// A Service by namespace and name, as the caches key it.
-pub type ServiceId = (Box<str>, Box<str>);
+/// A Service by namespace and name, as the caches key it. Shared strings: the caches intern
+/// namespaces, and the table holds the same name as the cache instead of a copy.
+pub type ServiceId = (Arc<str>, Arc<str>);
 
-/// Per peer, the prefixes whose route changed in a run: the new attributes, or `None` to
-/// withdraw. Each prefix appears once.
-pub type RouteChanges = BTreeMap<PeerName, Vec<(IpNet, Option<Arc<RouteAttributes>>)>>;
+/// A prefix's new attributes, or `None` to withdraw it.
+pub type Change = Option<Arc<RouteAttributes>>;
+
+/// Per peer, the prefixes whose route changed in a run, each once, in prefix order.
+pub type RouteChanges = BTreeMap<PeerName, Vec<(IpNet, Change)>>;
 
 /// A peer as an index into [`RouteTable::peers`]: 2 bytes instead of a 16-byte name in
 /// each of the table's 30k contributions (10k Services, 3 peers).
@@ -188,23 +191,27 @@ impl RouteTable {
         self.primed = true;
         batch.touched.sort_unstable();
         batch.touched.dedup();
-        // (peer, prefix) → merged route so far, sorted for binary search.
-        let mut merged: Vec<((PeerIndex, IpNet), Option<Route>)> =
+        // (peer, prefix) → merged attributes so far, sorted for binary search.
+        let mut merged: Vec<((PeerIndex, IpNet), Change)> =
             batch.touched.into_iter().map(|k| (k, None)).collect();
         let complete = !batch.overflow
             && merged.iter().all(|((_, prefix), _)| {
                 let users = self.users.get(prefix).copied().unwrap_or(0);
                 users == 0 || batch.added.get(prefix).copied() == Some(users)
             });
+        let mut collisions = false;
         let mut add = |c: &Contribution| {
             let Ok(i) = merged.binary_search_by(|(k, _)| k.cmp(&(c.peer, c.prefix))) else {
                 return;
             };
-            let route = route_of(c.prefix, &c.attrs);
-            match &mut merged[i].1 {
-                Some(r) => r.merge(&route),
-                slot @ None => *slot = Some(route),
-            }
+            let slot = &mut merged[i].1;
+            *slot = Some(match slot.take() {
+                Some(a) => {
+                    collisions |= a != c.attrs;
+                    merge_attrs(c.prefix, &a, &c.attrs)
+                }
+                None => c.attrs.clone(),
+            });
         };
         if complete {
             batch.fresh.iter().for_each(&mut add);
@@ -214,12 +221,19 @@ impl RouteTable {
                 .flat_map(|e| e.routes.iter())
                 .for_each(&mut add);
         }
+        if collisions {
+            // Merged attribute sets are new allocations: share them like the rest.
+            for (_, slot) in &mut merged {
+                if let Some(a) = slot.take() {
+                    *slot = Some(self.intern_arc(a));
+                }
+            }
+        }
         let mut out = RouteChanges::new();
-        for ((peer, prefix), route) in merged {
+        for ((peer, prefix), attrs) in merged {
             let Some(name) = self.peers.get(usize::from(peer)).cloned() else {
                 continue;
             };
-            let attrs = route.map(|r| self.intern(attributes(&r)));
             // Sorted by peer, then prefix: each list comes out in prefix order.
             out.entry(name).or_default().push((prefix, attrs));
         }
@@ -232,30 +246,30 @@ impl RouteTable {
         let Some(index) = self.peers.iter().position(|p| &**p == peer) else {
             return RouteMap::new();
         };
-        let mut merged: HashMap<IpNet, Route> = HashMap::new();
+        let mut merged = RouteMap::new();
         for c in self.services.values().flat_map(|e| e.routes.iter()) {
             if usize::from(c.peer) != index {
                 continue;
             }
-            let route = route_of(c.prefix, &c.attrs);
             match merged.get_mut(&c.prefix) {
-                Some(r) => r.merge(&route),
+                Some(a) => {
+                    let m = merge_attrs(c.prefix, a, &c.attrs);
+                    *a = self.interned.get(&*m).cloned().unwrap_or(m);
+                }
                 None => {
-                    merged.insert(c.prefix, route);
+                    merged.insert(c.prefix, c.attrs.clone());
                 }
             }
         }
         merged
-            .into_iter()
-            .map(|(p, r)| {
-                let attrs = self
-                    .interned
-                    .get(&attributes(&r))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(attributes(&r)));
-                (p, attrs)
-            })
-            .collect()
+    }
+
+    fn intern_arc(&mut self, attrs: Arc<RouteAttributes>) -> Arc<RouteAttributes> {
+        if let Some(a) = self.interned.get(&*attrs) {
+            return a.clone();
+        }
+        self.interned.insert(attrs.clone());
+        attrs
     }
 
     fn intern(&mut self, attrs: RouteAttributes) -> Arc<RouteAttributes> {
@@ -348,6 +362,21 @@ pub fn attributes(route: &Route) -> RouteAttributes {
         local_pref: route.local_pref,
         med: None,
     }
+}
+
+/// Two contributions to one prefix as one, by [`Route::merge`]'s rule; no allocation when
+/// they are the same (the usual case: Services share their advertisements).
+fn merge_attrs(
+    prefix: IpNet,
+    a: &Arc<RouteAttributes>,
+    b: &Arc<RouteAttributes>,
+) -> Arc<RouteAttributes> {
+    if a == b {
+        return a.clone();
+    }
+    let mut route = route_of(prefix, a);
+    route.merge(&route_of(prefix, b));
+    Arc::new(attributes(&route))
 }
 
 /// The route a contribution stands for, so that merging uses [`Route::merge`]'s one rule.

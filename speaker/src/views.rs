@@ -106,7 +106,7 @@ pub struct ServiceRecord {
     /// `spec.externalTrafficPolicy`.
     pub traffic_policy: TrafficPolicy,
     /// `metadata.uid`, for events on the Service.
-    pub uid: Option<Box<str>>,
+    pub uid: Option<Uid>,
 }
 
 impl ServiceRecord {
@@ -124,7 +124,7 @@ impl ServiceRecord {
             labels: view.labels,
             ips: view.ips.into_boxed_slice(),
             traffic_policy: view.traffic_policy,
-            uid: svc.metadata.uid.as_deref().map(Box::from),
+            uid: svc.metadata.uid.as_deref().map(Uid::new),
         })
     }
 
@@ -145,7 +145,7 @@ impl ServiceRecord {
         let mut svc = Service::default();
         svc.metadata.namespace = Some(namespace.to_owned());
         svc.metadata.name = Some(name.to_owned());
-        svc.metadata.uid = self.uid.as_deref().map(str::to_owned);
+        svc.metadata.uid = self.uid.as_ref().map(Uid::to_string);
         if !self.labels.is_empty() {
             svc.metadata.labels = Some(self.labels.clone());
         }
@@ -176,6 +176,59 @@ impl ServiceRecord {
             ..ServiceStatus::default()
         });
         svc
+    }
+}
+
+/// An object's `metadata.uid`. API servers give UUIDs, kept as their 16 bytes: at 10k
+/// Services the text would cost a 48-byte allocation each. Anything else is kept as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uid {
+    /// A UUID in its canonical form (lowercase, hyphenated).
+    Uuid([u8; 16]),
+    /// Any other text.
+    Other(Box<str>),
+}
+
+impl Uid {
+    /// The compact form of `uid`; [`Uid::to_string`] gives `uid` back exactly.
+    pub fn new(uid: &str) -> Self {
+        Self::parse_uuid(uid).map_or_else(|| Uid::Other(uid.into()), Uid::Uuid)
+    }
+
+    fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+        let b = s.as_bytes();
+        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+            return None;
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            // Lowercase only, so that formatting gives the same text back.
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut hex = b.iter().copied().filter(|&c| c != b'-');
+        let mut out = [0u8; 16];
+        for byte in &mut out {
+            *byte = digit(hex.next()?)? << 4 | digit(hex.next()?)?;
+        }
+        Some(out)
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uid::Other(s) => f.write_str(s),
+            Uid::Uuid(b) => {
+                for (i, byte) in b.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -618,6 +671,28 @@ mod tests {
         assert!(ClassFilter::default().handles(&back));
         let again = ServiceRecord::from_service(&back).unwrap();
         assert_eq!(again, r);
+    }
+
+    #[test]
+    fn uids_round_trip_and_uuids_take_no_allocation() {
+        for text in [
+            "5f2c1e7a-09b3-4c1d-8e2f-3a4b5c6d7e8f",
+            "u-1",
+            "5F2C1E7A-09B3-4C1D-8E2F-3A4B5C6D7E8F",
+            "5f2c1e7a-09b3-4c1d-8e2f-3a4b5c6d7e8",
+            "5f2c1e7a+09b3-4c1d-8e2f-3a4b5c6d7e8f",
+            "",
+        ] {
+            assert_eq!(Uid::new(text).to_string(), text);
+        }
+        assert!(matches!(
+            Uid::new("5f2c1e7a-09b3-4c1d-8e2f-3a4b5c6d7e8f"),
+            Uid::Uuid(_)
+        ));
+        assert!(matches!(
+            Uid::new("5F2C1E7A-09B3-4C1D-8E2F-3A4B5C6D7E8F"),
+            Uid::Other(_)
+        ));
     }
 
     #[test]

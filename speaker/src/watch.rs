@@ -23,7 +23,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret, Service};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 
 use crate::table::ServiceId;
 use crate::views::{ClassFilter, ServiceRecord, SliceIndex, SliceRecord};
@@ -105,7 +105,24 @@ where
 }
 
 /// An object's namespace and name.
-type ObjectKey = (Box<str>, Box<str>);
+type ObjectKey = (Arc<str>, Arc<str>);
+
+/// One allocation per namespace name, shared by every key in it: at 10k Services and as
+/// many EndpointSlices in a few namespaces, a copy per key would cost ~1 MiB.
+#[derive(Debug, Default)]
+struct Namespaces(Mutex<HashSet<Arc<str>>>);
+
+impl Namespaces {
+    fn get(&self, namespace: &str) -> Arc<str> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ns) = set.get(namespace) {
+            return ns.clone();
+        }
+        let ns: Arc<str> = namespace.into();
+        set.insert(ns.clone());
+        ns
+    }
+}
 
 /// Services (namespace, name) whose record or EndpointSlices changed since the decision
 /// last looked, so that it re-decides only those.
@@ -136,7 +153,7 @@ impl OfService for ServiceRecord {
 
 impl OfService for SliceRecord {
     fn service(&self, key: &ObjectKey) -> ServiceId {
-        (key.0.clone(), self.service.clone())
+        (key.0.clone(), self.service.as_ref().into())
     }
 }
 
@@ -167,10 +184,10 @@ impl<R> Records<R> {
     }
 }
 
-fn object_key<K: Resource>(o: &K) -> ObjectKey {
+fn object_key<K: Resource>(o: &K, namespaces: &Namespaces) -> ObjectKey {
     (
-        o.namespace().unwrap_or_default().into_boxed_str(),
-        o.name_any().into_boxed_str(),
+        namespaces.get(o.meta().namespace.as_deref().unwrap_or_default()),
+        o.meta().name.as_deref().unwrap_or_default().into(),
     )
 }
 
@@ -184,6 +201,7 @@ fn apply_event<K: Resource, R: OfService + PartialEq>(
     store: &RwLock<RecordMap<R>>,
     record: fn(&K) -> Option<R>,
     dirty: &SharedDirty,
+    namespaces: &Namespaces,
 ) -> (bool, bool) {
     let write = || store.write().unwrap_or_else(|e| e.into_inner());
     let mark = |key: &ObjectKey, r: &R| {
@@ -196,7 +214,9 @@ fn apply_event<K: Resource, R: OfService + PartialEq>(
         }
         watcher::Event::InitApply(o) => {
             if let Some(r) = record(&o) {
-                listing.get_or_insert_default().insert(object_key(&o), r);
+                listing
+                    .get_or_insert_default()
+                    .insert(object_key(&o, namespaces), r);
             }
             (false, false)
         }
@@ -208,7 +228,7 @@ fn apply_event<K: Resource, R: OfService + PartialEq>(
             (true, true)
         }
         watcher::Event::Apply(o) => {
-            let key = object_key(&o);
+            let key = object_key(&o, namespaces);
             // Any edit of a kept object runs the decision (it is cheap to find nothing
             // changed, and a resync then proves the speaker is alive); objects that have no
             // record and had none (other Service types) never do.
@@ -236,7 +256,7 @@ fn apply_event<K: Resource, R: OfService + PartialEq>(
             (relevant, false)
         }
         watcher::Event::Delete(o) => {
-            let key = object_key(&o);
+            let key = object_key(&o, namespaces);
             match write().remove(&key) {
                 Some(old) => {
                     mark(&key, &old);
@@ -254,6 +274,7 @@ fn spawn_records<K, R>(
     changed: ChangeSignal,
     record: fn(&K) -> Option<R>,
     dirty: SharedDirty,
+    namespaces: Arc<Namespaces>,
 ) -> Records<R>
 where
     K: Resource<DynamicType = ()>
@@ -277,7 +298,8 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(ev) => {
-                    let (poke, done) = apply_event(ev, &mut listing, &store, record, &dirty);
+                    let (poke, done) =
+                        apply_event(ev, &mut listing, &store, record, &dirty, &namespaces);
                     if done {
                         flag.store(true, Ordering::Release);
                     }
@@ -336,21 +358,27 @@ impl Caches {
         changed: &ChangeSignal,
     ) -> Self {
         let all = watcher::Config::default();
+        // Pages of 100 (not kube's 500) for the two kinds that grow with the cluster: the
+        // HTTP read buffer grows to fit a page and keeps that size for the connection's life.
+        let large = watcher::Config::default().page_size(100);
         let dirty = SharedDirty::default();
+        let namespaces = Arc::new(Namespaces::default());
         Caches {
             services: spawn_records(
                 Api::all(client.clone()),
-                all.clone(),
+                large.clone(),
                 changed.clone(),
                 ServiceRecord::from_service,
                 dirty.clone(),
+                namespaces.clone(),
             ),
             slices: spawn_records(
                 Api::all(client.clone()),
-                all.clone(),
+                large,
                 changed.clone(),
                 SliceRecord::from_slice,
                 dirty.clone(),
+                namespaces,
             ),
             dirty,
             node: spawn_reflector(
@@ -410,11 +438,13 @@ impl Caches {
     ) {
         self.services.read(|services| {
             self.slices.read(|slices| {
-                // For a few Services one pass over the slices picks theirs (an owned key
-                // per look-up, cheap at that size); for all of them, every slice.
+                // For a few Services one pass over the slices picks theirs; for all of
+                // them, every slice.
+                let wanted: Option<HashSet<(&str, &str)>> =
+                    which.map(|w| w.iter().map(|(ns, n)| (&**ns, &**n)).collect());
                 let index =
                     SliceIndex::new(slices.iter().map(|((ns, _), r)| (&**ns, r)), |ns, svc| {
-                        which.is_none_or(|w| w.contains(&(ns.into(), svc.into())))
+                        wanted.as_ref().is_none_or(|w| w.contains(&(ns, svc)))
                     });
                 let mut one = |key: &ServiceId, r: Option<&ServiceRecord>| {
                     f(key, r.and_then(|r| index.view(&key.0, &key.1, r, class)));
@@ -614,7 +644,17 @@ mod tests {
         let store = RwLock::new(RecordMap::default());
         let mut listing = None;
         let dirty = SharedDirty::default();
-        let mut step = |ev| apply_event(ev, &mut listing, &store, SliceRecord::from_slice, &dirty);
+        let namespaces = Namespaces::default();
+        let mut step = |ev| {
+            apply_event(
+                ev,
+                &mut listing,
+                &store,
+                SliceRecord::from_slice,
+                &dirty,
+                &namespaces,
+            )
+        };
         let take = || std::mem::take(&mut *lock_dirty(&dirty));
         let id = |s: &str| -> ServiceId { ("app".into(), s.into()) };
 
@@ -645,7 +685,8 @@ mod tests {
         let mut listing = None;
         let rec = ServiceRecord::from_service;
         let dirty = SharedDirty::default();
-        let mut step = |ev| apply_event(ev, &mut listing, &store, rec, &dirty);
+        let namespaces = Namespaces::default();
+        let mut step = |ev| apply_event(ev, &mut listing, &store, rec, &dirty, &namespaces);
         let len = |store: &RwLock<RecordMap<ServiceRecord>>| store.read().unwrap().len();
 
         assert_eq!(step(watcher::Event::Init), (false, false));
@@ -687,11 +728,11 @@ mod tests {
             store
                 .read()
                 .unwrap()
-                .contains_key(&(Box::from("app"), Box::from("a")))
+                .contains_key(&(Arc::from("app"), Arc::from("a")))
         );
         assert_eq!(step(watcher::Event::InitDone), (true, true));
         let keys: Vec<_> = store.read().unwrap().keys().cloned().collect();
-        assert_eq!(keys, vec![(Box::from("app"), Box::from("b"))]);
+        assert_eq!(keys, vec![(Arc::from("app"), Arc::from("b"))]);
 
         assert_eq!(
             step(watcher::Event::Delete(lb("b", "192.0.2.2"))),

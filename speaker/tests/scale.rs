@@ -210,6 +210,26 @@ async fn scale_figures() {
         rss, rss_after
     );
     println!("  of which anonymous (heap, stacks) {anon} KiB, file-backed (the binary) {file} KiB");
+    if std::env::var_os("SPEAKER_SCALE_SMAPS").is_some() {
+        // The largest mappings, to see where resident memory is.
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+        let mut maps: Vec<(u64, String)> = Vec::new();
+        let mut name = String::new();
+        for line in smaps.lines() {
+            if let Some(rss) = line.strip_prefix("Rss:") {
+                let kib: u64 = rss.trim().trim_end_matches("kB").trim().parse().unwrap();
+                maps.push((kib, name.clone()));
+            } else if line.split_whitespace().next().is_some_and(|range| {
+                range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            }) {
+                name = line.to_owned();
+            }
+        }
+        maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+        for (kib, name) in maps.iter().take(15) {
+            println!("  {kib:>7} KiB  {name}");
+        }
+    }
     println!(
         "endpoint not ready → withdrawn at router: p50 {:?}, p99 {:?}",
         percentile(&down, 0.5),

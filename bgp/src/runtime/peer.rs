@@ -3,7 +3,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -14,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::adj_rib_out::{AdjRibOut, RouteMap};
+use super::adj_rib_out::AdjRibOut;
 use super::{Inbox, PeerConfig, PeerStatus, RouteAttributes, SharedInbox, Stop, lock};
 use crate::codec::{
     self, AsPath, CodecOptions, DecodeError, Family, HEADER_LEN, Message, NextHop, Origin,
@@ -50,15 +49,12 @@ struct Peer {
     conns: HashMap<ConnId, Conn>,
     timers: HashMap<Timer, Instant>,
     session: Option<Session>,
+    /// The desired routes and what the peer was told, in one map: at 10k prefixes per
+    /// peer a separate desired map would hold the table a second time.
     rib: AdjRibOut,
     status: watch::Sender<PeerStatus>,
     /// Inputs produced while performing outputs (e.g. a failed write).
     pending: VecDeque<Input>,
-    /// The latest desired routes: shared with the caller after
-    /// [`PeerHandle::set_routes_shared`](super::PeerHandle::set_routes_shared), changed in
-    /// place (copied first only while shared) by
-    /// [`PeerHandle::update_routes`](super::PeerHandle::update_routes).
-    desired: Arc<RouteMap>,
     /// Families to send in full, each followed by End-of-RIB: all of them
     /// on a new session, one after a route refresh request.
     resend: Vec<Family>,
@@ -88,7 +84,6 @@ pub(super) async fn run(
         rib: AdjRibOut::default(),
         status,
         pending: VecDeque::new(),
-        desired: Arc::new(RouteMap::new()),
         resend: Vec::new(),
     };
     peer.input(Input::ManualStart).await;
@@ -135,21 +130,20 @@ pub(super) async fn run(
                 let Inbox { full, changes } = std::mem::take(&mut *lock(&inbox));
                 let whole = full.is_some();
                 if let Some(full) = full {
-                    peer.desired = full;
+                    // Copied into the slots; the caller's map is released here unless the
+                    // caller kept it (`set_routes_shared`).
+                    peer.rib.set_desired(&full);
                 }
-                if !changes.is_empty() {
-                    let desired = Arc::make_mut(&mut peer.desired);
-                    for (prefix, attrs) in &changes {
-                        match attrs {
-                            Some(a) => desired.insert(*prefix, a.clone()),
-                            None => desired.remove(prefix),
-                        };
+                let mut changed = Vec::with_capacity(if whole { 0 } else { changes.len() });
+                for (prefix, attrs) in changes {
+                    peer.rib.set_want(prefix, attrs);
+                    if !whole {
+                        changed.push(prefix);
                     }
                 }
                 if whole {
                     peer.sync(None).await;
-                } else if !changes.is_empty() {
-                    let changed: Vec<IpNet> = changes.into_keys().collect();
+                } else if !changed.is_empty() {
                     peer.sync(Some(&changed)).await;
                 }
             }
@@ -376,11 +370,11 @@ impl Peer {
         self.status.send_modify(|s| s.last_error = Some(text));
     }
 
-    /// Sends what it takes to make the peer's view equal `desired`: for every prefix, or
-    /// for `changed` ones only when the caller knows that no other prefix changed.
+    /// Sends what it takes to make the peer's view equal the desired routes: for every
+    /// prefix, or for `changed` ones only when the caller knows that no other prefix
+    /// changed.
     async fn sync(&mut self, changed: Option<&[IpNet]>) {
         let Some(s) = &self.session else { return };
-        let desired = self.desired.clone();
         let conn = s.conn;
         let opts = s.negotiated.codec();
         let next_hop_v4 = self.config.next_hop_v4.or(match s.local.ip() {
@@ -401,8 +395,8 @@ impl Peer {
                 }
         };
         let diff = match changed {
-            None => self.rib.diff_sendable(&desired, sendable),
-            Some(prefixes) => self.rib.diff_prefixes(&desired, prefixes, sendable),
+            None => self.rib.diff_sendable(sendable),
+            Some(prefixes) => self.rib.diff_prefixes(prefixes, sendable),
         };
         if diff.is_empty() {
             return;
