@@ -7,6 +7,13 @@
 //! scripted routers on 127.0.0.1, one BGPPeer each. Prints: start → all routes at every
 //! router, the speaker's RSS, and p50/p99 of endpoint not ready → withdrawal and endpoint
 //! ready → announcement at the first router.
+//!
+//! The speaker runs with the chart's `GLIBC_TUNABLES` (`SPEAKER_SCALE_TUNABLES` overrides).
+//! `SPEAKER_SCALE_BIN` measures another build, e.g. the shipped static one:
+//! `docker/build-static.sh`, then
+//! `SPEAKER_SCALE_BIN=target/x86_64-unknown-linux-gnu/dist/ferrolb-speaker`.
+//! `SPEAKER_SCALE_SMAPS=1` lists the largest mappings; `SPEAKER_SCALE_WRAPPER` runs the
+//! speaker under a profiler (e.g. `valgrind --tool=massif`).
 
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -155,6 +162,12 @@ async fn scale_figures() {
         .args(["--node-name", NODE, "--namespace", "ferrolb-system"])
         .args(["--metrics-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
+        // As the chart's DaemonSet sets it; SPEAKER_SCALE_TUNABLES= (empty) measures without.
+        .env(
+            "GLIBC_TUNABLES",
+            std::env::var("SPEAKER_SCALE_TUNABLES")
+                .unwrap_or_else(|_| "glibc.malloc.mmap_threshold=131072".into()),
+        )
         .env(
             "RUST_LOG",
             std::env::var("SPEAKER_SCALE_LOG").unwrap_or_else(|_| "warn".into()),

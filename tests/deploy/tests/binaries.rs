@@ -679,10 +679,11 @@ async fn binaries_agree_with_chart_alerts_dashboard_and_docs() {
             .unwrap();
         for env in containers.iter().flat_map(|c| c["env"].as_array().unwrap()) {
             let name = env["name"].as_str().unwrap();
-            // Read by the code rather than by clap: the downward-API defaults and the log filter.
+            // Read by the code rather than by clap: the downward-API defaults and the log
+            // filter; and by the C library (the speaker's malloc tuning).
             let read_directly = match binary {
                 "ferrolb-controller" => ["POD_NAMESPACE", "POD_NAME", "RUST_LOG"].contains(&name),
-                _ => ["POD_NAMESPACE", "RUST_LOG"].contains(&name),
+                _ => ["POD_NAMESPACE", "RUST_LOG", "GLIBC_TUNABLES"].contains(&name),
             };
             if !read_directly && !help.contains(&format!("env: {name}=")) {
                 problems.push(format!(

@@ -29,6 +29,9 @@ pub const LEASE_NAME: &str = "ferrolb-controller";
 /// Generous default deadline for waits (the machine may be loaded).
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The speaker's malloc tuning, as the chart's DaemonSet sets it in `GLIBC_TUNABLES`.
+pub const SPEAKER_MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072";
+
 /// How to build a lab.
 #[derive(Clone, Debug)]
 pub struct LabConfig {
@@ -239,7 +242,9 @@ impl Lab {
             &self.dir.join(format!("speaker-{name}.log")),
         )
         .env("KUBECONFIG", &self.lab_kubeconfig)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        // As the chart's DaemonSet sets it (see charts/ferrolb/templates/speaker.yaml).
+        .env("GLIBC_TUNABLES", SPEAKER_MALLOC_TUNABLES);
         let proc = spawn.start()?;
         if let Some(slot) = self.speakers.get_mut(i - 1) {
             *slot = Some(proc);
