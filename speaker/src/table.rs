@@ -127,26 +127,16 @@ impl RouteTable {
             Some(d) => (self.contributions(d), announced_count(d)),
             None => (Box::default(), 0),
         };
-        let was_announced = self.services.get(id).map_or(0, |e| e.announced_ips);
-        if self
-            .services
-            .get(id)
-            .is_some_and(|e| e.routes == routes && decision.is_some())
-            && was_announced == announced_ips
+        let known = self.services.get(id);
+        let was_announced = known.map_or(0, |e| e.announced_ips);
+        if decision.is_some()
+            && known.is_some_and(|e| e.routes == routes && e.announced_ips == announced_ips)
         {
             return None;
         }
-        let old = match decision {
-            Some(_) => self.services.insert(
-                id.clone(),
-                Entry {
-                    announced_ips,
-                    routes: routes.clone(),
-                },
-            ),
-            None => self.services.remove(id),
-        }
-        .unwrap_or_default();
+        // Re-inserted below when the Service is still there: the key is shared, so that
+        // costs no copy.
+        let old = self.services.remove(id).unwrap_or_default();
         self.announced_ips =
             (self.announced_ips + announced_ips as usize).saturating_sub(was_announced as usize);
         for prefix in distinct_prefixes(&old.routes) {
@@ -171,6 +161,15 @@ impl RouteTable {
                 batch.overflow = true;
                 batch.fresh = Vec::new();
             }
+        }
+        if decision.is_some() {
+            self.services.insert(
+                id.clone(),
+                Entry {
+                    announced_ips,
+                    routes,
+                },
+            );
         }
         if !self.primed || decision.is_none() {
             return None;
