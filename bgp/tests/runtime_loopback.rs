@@ -79,6 +79,21 @@ async fn read_updates(
     (ann, wd, eor, attrs)
 }
 
+/// An eBGP peer task towards `remote` carrying IPv4 only, with a fixed next hop.
+fn ipv4_peer(remote: SocketAddr) -> PeerHandle {
+    let mut session = SessionConfig::new(64513, Ipv4Addr::new(127, 0, 0, 1), PeerAsn::External);
+    session.families = vec![Family::Ipv4Unicast];
+    PeerHandle::spawn(PeerConfig {
+        remote,
+        local_address: None,
+        session,
+        md5_password: None,
+        ttl: None,
+        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        next_hop_v6: None,
+    })
+}
+
 fn hosts(n: u32) -> Vec<IpNet> {
     (0..n)
         .map(|i| IpNet::from(std::net::IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + i))))
@@ -224,17 +239,7 @@ async fn announces_diffs_refreshes_and_shuts_down() {
 async fn reconnects_after_the_peer_resets_and_resends_everything() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let remote = listener.local_addr().unwrap();
-    let mut session = SessionConfig::new(64513, Ipv4Addr::new(127, 0, 0, 1), PeerAsn::External);
-    session.families = vec![Family::Ipv4Unicast];
-    let peer = PeerHandle::spawn(PeerConfig {
-        remote,
-        local_address: None,
-        session,
-        md5_password: None,
-        ttl: None,
-        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
-        next_hop_v6: None,
-    });
+    let peer = ipv4_peer(remote);
     let routes: RouteMap = hosts(10)
         .into_iter()
         .map(|p| (p, Arc::new(RouteAttributes::default())))
@@ -335,17 +340,7 @@ async fn passive_peer_takes_connections_handed_over_by_a_listener() {
 async fn routes_given_before_the_session_are_sent_and_an_empty_set_withdraws_all() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let remote = listener.local_addr().unwrap();
-    let mut session = SessionConfig::new(64513, Ipv4Addr::new(127, 0, 0, 1), PeerAsn::External);
-    session.families = vec![Family::Ipv4Unicast];
-    let peer = PeerHandle::spawn(PeerConfig {
-        remote,
-        local_address: None,
-        session,
-        md5_password: None,
-        ttl: None,
-        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
-        next_hop_v6: None,
-    });
+    let peer = ipv4_peer(remote);
     let attrs = Arc::new(RouteAttributes::default());
     // A shared table the caller keeps, then per-prefix changes on top, all before any
     // session exists: the task must remember them and send the result once it is up.

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Args;
-use crate::events;
+use crate::events::{self, EventSink};
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 use crate::sessions::{SessionSpec, Sessions, Wanted};
@@ -176,7 +176,8 @@ struct Speaker {
     table: RouteTable,
     /// The setting of the last run.
     setting: Option<Setting>,
-    reporter: Reporter,
+    /// Sends the Services' Announced/Withdrawn events.
+    events: EventSink,
     /// What the node's `SpeakerStatus` writer needs from each decision run.
     status_facts: watch::Sender<Option<NodeFacts>>,
 }
@@ -202,6 +203,13 @@ async fn run(
         metrics.clone(),
         shutdown.clone(),
     );
+    let events = EventSink::start(
+        client.clone(),
+        Reporter {
+            controller: "ferrolb-speaker".to_owned(),
+            instance: Some(settings.node_name.clone()),
+        },
+    );
     let mut speaker = Speaker {
         client,
         metrics: metrics.clone(),
@@ -213,10 +221,7 @@ async fn run(
         peer_problems: BTreeMap::new(),
         table: RouteTable::new(),
         setting: None,
-        reporter: Reporter {
-            controller: "ferrolb-speaker".to_owned(),
-            instance: Some(settings.node_name.clone()),
-        },
+        events,
         status_facts,
         settings,
     };
@@ -360,7 +365,11 @@ impl Speaker {
             .await;
         let t_apply = started.elapsed();
         let flipped = self.caches.services_named(flips.iter().map(|f| &f.key));
-        events::publish(&self.client, &self.reporter, flips, &flipped);
+        let dropped = self.events.publish(flips, &flipped);
+        if dropped > 0 {
+            tracing::debug!(dropped, "event queue full; events dropped");
+            self.metrics.error("eventsDropped");
+        }
         let announced = self.table.announced_ip_count();
         self.metrics
             .announced_ips

@@ -6,9 +6,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use ferrolb_shared::allocator::ServiceKey;
 use ferrolb_shared::announce::{PeerName, ServiceDecision};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::mpsc;
 
 /// Event reason when this node starts announcing a Service.
 pub const REASON_ANNOUNCED: &str = "Announced";
@@ -57,38 +59,64 @@ pub fn note(
     format!("withdrawn from node {node}: {reason}")
 }
 
-/// Publishes one event per flip on its Service (those still cached), in the background.
-pub fn publish(
-    client: &kube::Client,
-    reporter: &Reporter,
-    flips: Vec<Flip>,
-    services: &[std::sync::Arc<Service>],
-) {
-    if flips.is_empty() {
-        return;
-    }
-    let by_key: HashMap<(&str, &str), &Service> = services
-        .iter()
-        .map(|s| {
-            (
-                (
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    s.metadata.name.as_deref().unwrap_or_default(),
-                ),
-                &**s,
-            )
-        })
-        .collect();
-    for flip in flips {
-        let Some(svc) = by_key.get(&(flip.key.namespace.as_str(), flip.key.name.as_str())) else {
-            continue;
-        };
-        let reference = svc.object_ref(&());
-        // A fresh Recorder per event: `Recorder` caches every event it sent and scans that
-        // cache on each publish; repeats are already impossible here.
-        let recorder = Recorder::new(client.clone(), reporter.clone());
+/// How many events may wait for the API server. A burst beyond it (thousands of new
+/// Services at once) drops the rest: events are best-effort, and one task per event would
+/// hold several MiB for as long as the burst takes to send.
+pub const EVENT_QUEUE: usize = 1000;
+
+/// Sends the speaker's events one at a time, from a bounded queue.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    queue: mpsc::Sender<(Event, ObjectReference)>,
+}
+
+impl EventSink {
+    /// Starts the sender on the current runtime; it ends when every sink is dropped.
+    pub fn start(client: kube::Client, reporter: Reporter) -> Self {
+        let (sink, mut rx) = Self::queue(EVENT_QUEUE);
         tokio::spawn(async move {
-            let ev = Event {
+            while let Some((event, reference)) = rx.recv().await {
+                // A fresh Recorder per event: `Recorder` caches every event it sent and
+                // scans that cache on each publish; repeats are already impossible here.
+                let recorder = Recorder::new(client.clone(), reporter.clone());
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, "could not publish event");
+                }
+            }
+        });
+        sink
+    }
+
+    fn queue(capacity: usize) -> (Self, mpsc::Receiver<(Event, ObjectReference)>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        (EventSink { queue }, rx)
+    }
+
+    /// Queues one event per flip on its Service (those still cached); returns how many
+    /// were dropped because the queue was full.
+    pub fn publish(&self, flips: Vec<Flip>, services: &[std::sync::Arc<Service>]) -> usize {
+        if flips.is_empty() {
+            return 0;
+        }
+        let by_key: HashMap<(&str, &str), &Service> = services
+            .iter()
+            .map(|s| {
+                (
+                    (
+                        s.metadata.namespace.as_deref().unwrap_or_default(),
+                        s.metadata.name.as_deref().unwrap_or_default(),
+                    ),
+                    &**s,
+                )
+            })
+            .collect();
+        let mut dropped = 0;
+        for flip in flips {
+            let Some(svc) = by_key.get(&(flip.key.namespace.as_str(), flip.key.name.as_str()))
+            else {
+                continue;
+            };
+            let event = Event {
                 type_: EventType::Normal,
                 reason: if flip.announced {
                     REASON_ANNOUNCED
@@ -100,10 +128,11 @@ pub fn publish(
                 action: "Announce".to_owned(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                tracing::debug!(error = %e, "could not publish event");
+            if self.queue.try_send((event, svc.object_ref(&()))).is_err() {
+                dropped += 1;
             }
-        });
+        }
+        dropped
     }
 }
 
@@ -157,6 +186,49 @@ mod tests {
             }],
             services: &[svc],
         })
+    }
+
+    #[test]
+    fn a_burst_beyond_the_queue_is_dropped_and_counted() {
+        let (sink, mut rx) = EventSink::queue(4);
+        let services: Vec<std::sync::Arc<Service>> = (0..6)
+            .map(|i| {
+                let mut s = Service::default();
+                s.metadata.namespace = Some("app".into());
+                s.metadata.name = Some(format!("s{i}"));
+                std::sync::Arc::new(s)
+            })
+            .collect();
+        let flip = |i: usize, announced: bool| Flip {
+            key: ServiceKey::new("app", format!("s{i}")),
+            announced,
+            note: format!("note {i}"),
+        };
+        // s9 is not cached: no event, and not counted as dropped.
+        let flips = (0..6)
+            .map(|i| flip(i, i % 2 == 0))
+            .chain([flip(9, true)])
+            .collect();
+        assert_eq!(sink.publish(flips, &services), 2);
+        let mut seen = Vec::new();
+        while let Ok((event, reference)) = rx.try_recv() {
+            seen.push((reference.name.unwrap(), event.reason, event.note.unwrap()));
+        }
+        assert_eq!(
+            seen,
+            (0..4)
+                .map(|i| (
+                    format!("s{i}"),
+                    if i % 2 == 0 {
+                        REASON_ANNOUNCED
+                    } else {
+                        REASON_WITHDRAWN
+                    }
+                    .to_owned(),
+                    format!("note {i}")
+                ))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -465,6 +465,16 @@ mod tests {
         }
     }
 
+    fn decider(setting: &Setting) -> Decider<'_> {
+        Decider::new(&Snapshot {
+            node: &setting.node,
+            pools: &setting.pools,
+            advertisements: &setting.ads,
+            peers: &setting.peers,
+            services: &[],
+        })
+    }
+
     /// A tiny deterministic generator (xorshift), so failures replay.
     struct Rng(u64);
     impl Rng {
@@ -591,13 +601,7 @@ mod tests {
             if everything {
                 setting.node.ready = rng.next(4) != 0;
             }
-            let decider = Decider::new(&Snapshot {
-                node: &setting.node,
-                pools: &setting.pools,
-                advertisements: &setting.ads,
-                peers: &setting.peers,
-                services: &[],
-            });
+            let decider = decider(&setting);
             let changed: Vec<usize> = if everything {
                 (0..names.len()).collect()
             } else {
@@ -633,13 +637,7 @@ mod tests {
     #[test]
     fn flips_only_when_the_announcement_starts_or_stops() {
         let setting = setting();
-        let decider = Decider::new(&Snapshot {
-            node: &setting.node,
-            pools: &setting.pools,
-            advertisements: &setting.ads,
-            peers: &setting.peers,
-            services: &[],
-        });
+        let decider = decider(&setting);
         let view = |ready: bool| {
             let mut v = ServiceView {
                 key: ServiceKey::new("app", "web"),

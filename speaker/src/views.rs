@@ -5,7 +5,7 @@
 //! spec that validated, so a bad edit to a working `BGPAdvertisement` reports an error and
 //! leaves the announcements as they were.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -248,7 +248,25 @@ pub struct SliceRecord {
     /// The Service named by the `kubernetes.io/service-name` label.
     pub service: Box<str>,
     /// Per node name (`""` for endpoints without one), at most one entry each.
-    pub nodes: Box<[(Box<str>, NodeHealth)]>,
+    pub nodes: Box<[(Arc<str>, NodeHealth)]>,
+}
+
+/// One allocation per node name for every slice that names the node: at 10k Services with
+/// endpoints on a few nodes each, a copy per slice would cost ~1 MiB. Node names are as
+/// many as the cluster's nodes, so the set is never pruned.
+fn node_name(name: &str) -> Arc<str> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<HashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = name.into();
+    names.insert(n.clone());
+    n
 }
 
 impl SliceRecord {
@@ -261,7 +279,7 @@ impl SliceRecord {
             .as_ref()?
             .get(SERVICE_NAME_LABEL)?
             .as_str();
-        let mut nodes: Vec<(Box<str>, NodeHealth)> = Vec::new();
+        let mut nodes: Vec<(Arc<str>, NodeHealth)> = Vec::new();
         for endpoint in &slice.endpoints {
             if endpoint.addresses.is_empty() {
                 continue;
@@ -275,7 +293,7 @@ impl SliceRecord {
                     h.ready |= ready;
                     h.serving |= serving;
                 }
-                None => nodes.push((node.into(), NodeHealth { ready, serving })),
+                None => nodes.push((node_name(node), NodeHealth { ready, serving })),
             }
         }
         Some(SliceRecord {

@@ -21,23 +21,15 @@ use ferrolb_e2e::router::SessionInfo;
 use ferrolb_e2e::{Lab, Port, RoutePath, RouterKind, TrafficPolicy};
 use nix::sys::signal::Signal;
 
-/// The base configuration with graceful restart enabled on the peer.
-const CONFIG: &str = r#"
-apiVersion: ferrolb.io/v1alpha1
-kind: IPAddressPool
-metadata: {name: main, namespace: ferrolb-system}
-spec: {addresses: ["192.168.100.240/28"]}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPPeer
-metadata: {name: upstream, namespace: ferrolb-system}
-spec: {myASN: 64512, peerASN: 64500, peerAddress: 10.0.0.1, holdTime: 3s, keepaliveTime: 1s, connectTime: 1s, enableGracefulRestart: true}
----
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: main, namespace: ferrolb-system}
-spec: {ipAddressPools: [main]}
-"#;
+/// The common base configuration with graceful restart enabled on the peer.
+fn config() -> String {
+    let config = common::BASE.replace(
+        "connectTime: 1s}",
+        "connectTime: 1s, enableGracefulRestart: true}",
+    );
+    assert!(config.contains("enableGracefulRestart: true"));
+    config
+}
 
 /// How long the restarting node stays down: longer than the hold time (3 s), so routes
 /// still there afterwards are kept by graceful restart, not by a hold timer running.
@@ -52,7 +44,7 @@ async fn graceful_restart_keeps_routes(router: RouterKind) {
     let Some(mut lab) = ferrolb_e2e::lab::for_test(router).await else {
         return;
     };
-    lab.cluster.apply_yaml(CONFIG).await.unwrap();
+    lab.cluster.apply_yaml(&config()).await.unwrap();
     lab.wait_sessions(lab.cfg.nodes).await.unwrap();
     let name = router.name();
     let web = service(
