@@ -195,7 +195,7 @@ fn object_key<K: Resource>(o: &K, namespaces: &Namespaces) -> ObjectKey {
 /// decision must run again) and whether a complete list was just swapped in.
 ///
 /// A list builds `listing` aside and replaces the records in one step at its end.
-fn apply_event<K: Resource, R: OfService + PartialEq>(
+fn apply_event<K: Resource, R: OfService>(
     ev: watcher::Event<K>,
     listing: &mut Option<RecordMap<R>>,
     store: &RwLock<RecordMap<R>>,
@@ -284,7 +284,7 @@ where
         + Send
         + Sync
         + 'static,
-    R: OfService + PartialEq + Send + Sync + 'static,
+    R: OfService + Send + Sync + 'static,
 {
     let map: Arc<RwLock<RecordMap<R>>> = Arc::new(RwLock::new(HashMap::new()));
     let synced = Arc::new(AtomicBool::new(false));
@@ -450,7 +450,12 @@ impl Caches {
                     f(key, r.and_then(|r| index.view(&key.0, &key.1, r, class)));
                 };
                 match which {
-                    Some(keys) => keys.iter().for_each(|k| one(k, services.get(k))),
+                    // The cache's own key where there is one, so the route table shares
+                    // its strings instead of keeping the event's copy.
+                    Some(keys) => keys.iter().for_each(|k| match services.get_key_value(k) {
+                        Some((cached, r)) => one(cached, Some(r)),
+                        None => one(k, None),
+                    }),
                     None => services.iter().for_each(|(k, r)| one(k, Some(r))),
                 }
             })
