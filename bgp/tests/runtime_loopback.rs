@@ -79,6 +79,21 @@ async fn read_updates(
     (ann, wd, eor, attrs)
 }
 
+/// The router's side of session setup without capabilities (IPv4 unicast only): our
+/// OPEN is read, the router's OPEN and a KEEPALIVE are sent, our KEEPALIVE is read.
+async fn establish(s: &mut TcpStream) {
+    let Received::Open(_) = read_msg(s).await else {
+        panic!("no OPEN")
+    };
+    send(
+        s,
+        Message::Open(Open::new(64512, 90, Ipv4Addr::new(127, 0, 0, 2), vec![])),
+    )
+    .await;
+    send(s, Message::Keepalive).await;
+    assert_eq!(read_msg(s).await, Received::Keepalive);
+}
+
 /// An eBGP peer task towards `remote` carrying IPv4 only, with a fixed next hop.
 fn ipv4_peer(remote: SocketAddr) -> PeerHandle {
     let mut session = SessionConfig::new(64513, Ipv4Addr::new(127, 0, 0, 1), PeerAsn::External);
@@ -316,16 +331,7 @@ async fn passive_peer_takes_connections_handed_over_by_a_listener() {
     let (router, accepted) = tokio::join!(TcpStream::connect(ours), listener.accept());
     let mut s = router.unwrap();
     peer.accept(accepted.unwrap().0);
-    let Received::Open(_) = read_msg(&mut s).await else {
-        panic!("no OPEN")
-    };
-    send(
-        &mut s,
-        Message::Open(Open::new(64512, 90, Ipv4Addr::new(127, 0, 0, 2), vec![])),
-    )
-    .await;
-    send(&mut s, Message::Keepalive).await;
-    assert_eq!(read_msg(&mut s).await, Received::Keepalive);
+    establish(&mut s).await;
     let (ann, _, eor, _) = read_updates(&mut s, 3, 0, 1).await;
     assert_eq!(ann, routes.keys().copied().collect());
     assert_eq!(eor, vec![Family::Ipv4Unicast]);
@@ -357,16 +363,7 @@ async fn routes_given_before_the_session_are_sent_and_an_empty_set_withdraws_all
     ]);
 
     let (mut s, _) = timeout(DEADLINE, listener.accept()).await.unwrap().unwrap();
-    let Received::Open(_) = read_msg(&mut s).await else {
-        panic!("no OPEN")
-    };
-    send(
-        &mut s,
-        Message::Open(Open::new(64512, 90, Ipv4Addr::new(127, 0, 0, 2), vec![])),
-    )
-    .await;
-    send(&mut s, Message::Keepalive).await;
-    assert_eq!(read_msg(&mut s).await, Received::Keepalive);
+    establish(&mut s).await;
     let (ann, wd, eor, _) = read_updates(&mut s, 100, 0, 1).await;
     let mut expected: BTreeSet<IpNet> = hosts(100)[1..].iter().copied().collect();
     expected.insert(added);
