@@ -20,16 +20,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{RouterView, router};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -127,22 +124,7 @@ async fn scale_figures() {
         tokio::spawn(router(listener, tx));
         views.push(view);
     }
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.apply_yaml_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds"))
-        .unwrap();
-    emu.apply_yaml(&objects(&ports, n)).unwrap();
-    let client = emu.client().await.unwrap();
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .patch_status(
-            NODE,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}})),
-        )
-        .await
-        .unwrap();
+    let (emu, client) = common::fixture::start_emulator_with(&objects(&ports, n)).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     emu.write_kubeconfig(&kubeconfig).unwrap();

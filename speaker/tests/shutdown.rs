@@ -8,30 +8,22 @@
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod common;
 
+use std::net::Ipv4Addr;
+
+use common::fixture::{self, DEADLINE, NODE};
+use common::{read_msg, send};
 use ferrolb_bgp::codec::notification::cease;
 use ferrolb_bgp::codec::{
-    self, Capability, CodecOptions, Family, GracefulRestart, GracefulRestartFamily, Message, Open,
-    Received, UpdateOutcome,
+    Capability, Family, GracefulRestart, GracefulRestartFamily, Message, Open, Received,
+    UpdateOutcome,
 };
-use ferrolb_speaker::app::{Settings, start};
-use ferrolb_speaker::views::ClassFilter;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Node;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
-use kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::timeout;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-const NODE: &str = "node-a";
 
 /// One thing the router saw in the session, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,21 +59,6 @@ impl Log {
     fn closed(&self) -> bool {
         self.seen.last() == Some(&Seen::Closed)
     }
-}
-
-async fn read_msg(s: &mut TcpStream) -> Option<Received> {
-    let mut buf = vec![0u8; 19];
-    s.read_exact(&mut buf).await.ok()?;
-    let h = codec::peek_header(&buf).unwrap().unwrap();
-    buf.resize(h.length, 0);
-    s.read_exact(&mut buf[19..]).await.ok()?;
-    Some(codec::decode(&buf, CodecOptions::FOUR_OCTET_AS).unwrap())
-}
-
-async fn send(s: &mut TcpStream, m: Message) {
-    let _ = s
-        .write_all(&m.encode(CodecOptions::FOUR_OCTET_AS).unwrap())
-        .await;
 }
 
 /// A router for one session that offers graceful restart when `graceful_restart`, and logs
@@ -175,34 +152,8 @@ async fn stop_and_watch(peer_gr: bool, router_gr: bool) -> Log {
     let port = listener.local_addr().unwrap().port();
     let (tx, mut log) = watch::channel(Log::default());
     let router = tokio::spawn(router(listener, router_gr, tx));
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.apply_yaml_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/ferrolb/crds"))
-        .unwrap();
-    emu.apply_yaml(&fixtures(port, peer_gr)).unwrap();
-    let client = emu.client().await.unwrap();
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .patch_status(
-            NODE,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.11"}],
-                "conditions": [{"type": "Ready", "status": "True"}]}})),
-        )
-        .await
-        .unwrap();
-    let speaker = start(
-        client,
-        Settings {
-            node_name: NODE.into(),
-            namespace: "ferrolb-system".into(),
-            class: ClassFilter::default(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            debounce: Duration::from_millis(5),
-        },
-    )
-    .await
-    .unwrap();
+    let (emu, client) = fixture::start_emulator_with(&fixtures(port, peer_gr)).await;
+    let speaker = fixture::start_speaker(client).await;
     let announced = timeout(
         DEADLINE,
         log.wait_for(|l| l.announced().len() == 2 && l.seen.contains(&Seen::EndOfRib)),

@@ -115,10 +115,16 @@ endpoints:
 /// Starts an emulator holding the chart's CRDs and [`fixtures`], with [`NODE`] Ready and
 /// an InternalIP, and returns it with a client for it. Also sets up the speaker's logging.
 pub async fn start_emulator(f: Fixture) -> (Emulator, kube::Client) {
+    start_emulator_with(&fixtures(f)).await
+}
+
+/// [`start_emulator`] with other objects (YAML, or a JSON array for thousands), which
+/// must include the Node [`NODE`].
+pub async fn start_emulator_with(objects: &str) -> (Emulator, kube::Client) {
     ferrolb_speaker::app::init_tracing(ferrolb_speaker::cli::LogFormat::Text);
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     emu.apply_yaml_dir(crds_dir()).unwrap();
-    emu.apply_yaml(&fixtures(f)).unwrap();
+    emu.apply_yaml(objects).unwrap();
     let client = emu.client().await.unwrap();
     // A fixture's Node status does not survive the emulator's apply: write it directly.
     let nodes: Api<Node> = Api::all(client.clone());

@@ -70,18 +70,7 @@ spec:
     // A second, iBGP peer for rack b only; the main advertisement goes to `upstream`
     // only, a second one to `internal` only, with LOCAL_PREF and its own community.
     c.apply_yaml(&format!(
-        r#"
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPPeer
-metadata: {{name: internal, namespace: ferrolb-system}}
-spec:
-  myASN: 64500
-  peerASN: 64500
-  peerAddress: 10.0.1.1
-  holdTime: 3s
-  keepaliveTime: 1s
-  connectTime: 1s
-  nodeSelectors: [{{matchLabels: {{{RACK_LABEL}: b}}}}]
+        r#"{}
 ---
 apiVersion: ferrolb.io/v1alpha1
 kind: BGPAdvertisement
@@ -99,7 +88,8 @@ spec:
   peers: [internal]
   localPref: 250
   communities: ["no-export", "large:64500:7:8"]
-"#
+"#,
+        internal_peer("b")
     ))
     .await
     .unwrap();
@@ -123,23 +113,7 @@ spec:
     }
 
     // The peer's node selector, changed live: now rack a only.
-    c.apply_yaml(&format!(
-        r#"
-apiVersion: ferrolb.io/v1alpha1
-kind: BGPPeer
-metadata: {{name: internal, namespace: ferrolb-system}}
-spec:
-  myASN: 64500
-  peerASN: 64500
-  peerAddress: 10.0.1.1
-  holdTime: 3s
-  keepaliveTime: 1s
-  connectTime: 1s
-  nodeSelectors: [{{matchLabels: {{{RACK_LABEL}: a}}}}]
-"#
-    ))
-    .await
-    .unwrap();
+    c.apply_yaml(&internal_peer("a")).await.unwrap();
     expect_hops_on(&lab, Port::Ibgp, &db, &[1, 2]).await;
     expect_hops(&lab, &db, &[1, 2, 3]).await;
 
@@ -186,4 +160,23 @@ spec: {ipAddressPools: [extra], peers: [upstream], aggregationLength: 24}
         lab.router.paths(&extra).await.unwrap().is_empty(),
         "the /32 leaked"
     );
+}
+
+/// The router's iBGP port as the peer `internal`, for the nodes of one rack.
+fn internal_peer(rack: &str) -> String {
+    format!(
+        r#"
+apiVersion: ferrolb.io/v1alpha1
+kind: BGPPeer
+metadata: {{name: internal, namespace: ferrolb-system}}
+spec:
+  myASN: 64500
+  peerASN: 64500
+  peerAddress: 10.0.1.1
+  holdTime: 3s
+  keepaliveTime: 1s
+  connectTime: 1s
+  nodeSelectors: [{{matchLabels: {{{RACK_LABEL}: {rack}}}}}]
+"#
+    )
 }
